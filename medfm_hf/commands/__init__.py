@@ -1,0 +1,1 @@
+"""One module per ``medfm-robust`` subcommand (see :mod:`medfm_hf.cli`)."""
