@@ -217,12 +217,19 @@ def write_records_parquet(records: list[Record], path: str, *, features=None) ->
     import os
 
     from datasets import Dataset
+    from datasets.utils.logging import disable_progress_bar, enable_progress_bar, is_progress_bar_enabled
 
     feats = features or clean_features()
     ds = Dataset.from_list([r.to_row() for r in records], features=feats)
     tmp = f"{path}.tmp-{os.getpid()}"
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    ds.to_parquet(tmp)
+    was_enabled = is_progress_bar_enabled()
+    disable_progress_bar()
+    try:
+        ds.to_parquet(tmp)
+    finally:
+        if was_enabled:
+            enable_progress_bar()
     os.replace(tmp, path)
 
 
