@@ -45,7 +45,7 @@ def fake_hub(monkeypatch):
 
 
 def _commit_files(calls):
-    for method, path, body in calls:
+    for _method, path, body in calls:
         if "/commit/" in path:
             lines = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
             return {entry["value"]["path"]: base64.b64decode(entry["value"]["content"])

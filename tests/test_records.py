@@ -5,8 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from medfm_hf.records import Record, RecordError, decode_png, encode_png, mask_to_bbox, read_records_parquet, \
-    write_records_parquet
+from medfm_hf.records import (
+    Record,
+    RecordError,
+    decode_png,
+    encode_png,
+    mask_to_bbox,
+    read_records_parquet,
+    write_records_parquet,
+)
 
 
 def _rec(**kw):

@@ -24,7 +24,7 @@ import numpy as np
 from medfm_hf import __version__
 from medfm_hf.benchmark.features import config_name, perturbed_features
 from medfm_hf.dataset_io import atomic_write_text, split_path
-from medfm_hf.records import Record, mask_to_bbox, read_records_parquet, write_records_parquet
+from medfm_hf.records import Record, mask_to_bbox, read_records_parquet
 
 logger = logging.getLogger(__name__)
 
@@ -87,13 +87,10 @@ def collect_clean_records(settings: BuildSettings, out: str) -> tuple[list[Recor
     seen: set[str] = set()
     for name, path, opts in settings.sources:
         opts = dict(opts)
-        spec_opts = dict(opts)
         if name != "demo":
-            spec_opts.setdefault("split_file", os.path.join(out, STATE_DIR, "splits", f"{name}.json"))
-        try:
-            recs, report = load_source(name, path, seed=settings.seed, **spec_opts)
-        except TypeError:
-            recs, report = load_source(name, path, seed=settings.seed, **opts)
+            # the split is drawn once and recorded next to the data (uploaded with it, kept by --overwrite)
+            opts.setdefault("split_file", os.path.join(out, "splits", f"{name}.json"))
+        recs, report = load_source(name, path, seed=settings.seed, **opts)
         if report.issues:
             reports.append(report.format())
         for rec in recs:

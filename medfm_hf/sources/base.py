@@ -15,6 +15,7 @@ Adding a source is one decorated function::
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -122,20 +123,33 @@ def load_source(name: str, path: str | None = None, *, seed: int = 0, **options:
     return records, report
 
 
+_OPTION_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=.*")
+
+
 def parse_sources_arg(text: str) -> list[tuple[str, str | None, dict[str, str]]]:
     """Parse ``demo,folder=PATH:modality,busi=PATH`` into ``[(name, path, options), ...]``.
 
-    For ``folder`` the part after the last ``:`` is the modality.
+    Trailing ``:key=value`` parts after a path are that source's options
+    (``ct_nifti=PATH:label=2:window=liver``, ``roco=PATH:modality=xray``); values cannot contain ``:`` or
+    ``,``. For ``folder`` a trailing bare word is the modality (``folder=PATH:dermoscopy``).
     """
     out: list[tuple[str, str | None, dict[str, str]]] = []
     for part in filter(None, (p.strip() for p in text.split(","))):
         name, _, rest = part.partition("=")
+        name = name.strip()
         opts: dict[str, str] = {}
         path: str | None = rest or None
-        if name == "folder" and path and ":" in path:
-            path, _, modality = path.rpartition(":")
-            opts["modality"] = modality
-        out.append((name.strip(), path, opts))
+        while path and ":" in path:
+            head, _, tail = path.rpartition(":")
+            if _OPTION_RE.fullmatch(tail):
+                key, _, value = tail.partition("=")
+                opts.setdefault(key, value)
+            elif name == "folder" and "modality" not in opts and tail.isalpha():
+                opts["modality"] = tail
+            else:
+                break
+            path = head
+        out.append((name, path or None, opts))
     if not out:
         raise ValueError("no sources given; e.g. --sources demo or --sources folder=PATH:dermoscopy")
     return out
