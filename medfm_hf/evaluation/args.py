@@ -1,0 +1,34 @@
+"""Arguments of the evaluator, as a dataclass parsed by :class:`transformers.HfArgumentParser`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class EvalArguments:
+    """What ``accelerate launch evaluate.py`` and ``medfm-robust evaluate`` take."""
+
+    model: str = field(metadata={"help": "segmenter name (medsam, sam_med2d, sam, grabcut)"})
+    dataset: str = field(metadata={"help": "benchmark folder (medfm-robust build) or Hub dataset repo id"})
+    output: str = field(metadata={"help": "results folder (resumable: a rerun skips finished batches)"})
+    checkpoint: str | None = field(default=None, metadata={"help": "weights: local file/folder or Hub id"})
+    configs: str = field(default="all", metadata={"help": "'all', 'none', or comma-separated config names/globs"})
+    attacks: str = field(default="", metadata={"help": "comma-separated: fgsm,pgd (empty: no attacks)"})
+    levels: str = field(default="1-5", metadata={"help": "severity levels of perturbations and attacks"})
+    batch_size: int = field(default=8, metadata={"help": "images per forward pass"})
+    limit: int | None = field(default=None, metadata={"help": "evaluate only the first N clean test images"})
+    seed: int = field(default=0, metadata={"help": "seed of the PGD random starts"})
+    step_rule: str = field(default="standard", metadata={"help": "PGD step: standard (2.5 eps/steps) or reference (eps/steps)"})
+    model_kwargs: str = field(default="{}", metadata={"help": "JSON options of the model family, e.g. '{\"size\": \"tiny\"}'"})
+    mixed_precision: str = field(default="no", metadata={"help": "no, fp16 or bf16 (GPU only; honoured by Accelerate)"})
+    push_to_hub: str | None = field(default=None, metadata={"help": "ORG/NAME: upload the results folder as a dataset"})
+    no_progress: bool = field(default=False, metadata={"help": "hide the progress bar"})
+
+
+def parse_eval_args(argv: list[str] | None = None) -> EvalArguments:
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(EvalArguments)
+    (args,) = parser.parse_args_into_dataclasses(args=argv)
+    return args
