@@ -1,0 +1,73 @@
+"""Benchmark the evaluator: samples/s with 1 vs 2 processes and batch 1 vs 8 (tiny SAM and GrabCut).
+
+    python benchmarks/evaluator_bench.py
+    python benchmarks/evaluator_bench.py --configs "gaussian_noise_l*" --limit 12
+
+Builds a small demo benchmark once, then runs `evaluate.py` in fresh output folders: in-process for one
+process and through `accelerate launch --config_file accelerate_configs/cpu_2proc.yaml` for two, and prints
+one table side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import pandas as pd
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODELS = {"sam (tiny)": ("sam", '{"size": "tiny", "image_size": 128}'), "grabcut": ("grabcut", "{}")}
+
+
+def run(model: str, kwargs: str, bench: str, out: str, batch: int, procs: int, configs: str, limit: int) -> float:
+    cmd = [os.path.join(ROOT, "evaluate.py"), "--model", model, "--dataset", bench, "--output", out,
+           "--model_kwargs", kwargs, "--batch_size", str(batch), "--configs", configs, "--limit", str(limit),
+           "--no_progress"]
+    if procs == 1:
+        cmd = [sys.executable, *cmd]
+    else:
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+               os.path.join(ROOT, "accelerate_configs", "cpu_2proc.yaml"), *cmd]
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
+    wall = time.perf_counter() - t
+    n = len(pd.read_parquet(os.path.join(out, f"{model}_results.parquet")))
+    return n / wall
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--configs", default="gaussian_noise_l*,translate_l*")
+    ap.add_argument("--limit", type=int, default=24)
+    args = ap.parse_args()
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from medfm_hf.benchmark.build import BuildSettings, build_benchmark
+
+    tmp = tempfile.mkdtemp(prefix="medfm_eval_bench_")
+    try:
+        bench = os.path.join(tmp, "medfm-robust")
+        build_benchmark(BuildSettings(perturbations=["gaussian_noise", "translate"], levels=[1, 3, 5]), bench,
+                        num_proc=2, progress=False)
+        rows = []
+        for label, (model, kw) in MODELS.items():
+            r = {"model": label}
+            for procs in (1, 2):
+                for batch in (1, 8):
+                    out = os.path.join(tmp, f"{model}-{procs}-{batch}")
+                    r[f"{procs}proc b{batch}"] = run(model, kw, bench, out, batch, procs, args.configs, args.limit)
+            rows.append(r)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    df = pd.DataFrame(rows)
+    print("samples/s (wall clock incl. process start-up; higher is better)")
+    print(df.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
+
+
+if __name__ == "__main__":
+    main()
