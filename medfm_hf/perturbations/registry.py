@@ -58,6 +58,8 @@ class Perturbation:
         if image is not None:
             if self.colour_only and image.ndim != 3:
                 return False
+            if self.grey_only and image.ndim != 2:
+                return False
         return True
 
     def apply(
@@ -97,6 +99,7 @@ def register_perturbation(
     description: str,
     geometric: bool = False,
     colour_only: bool = False,
+    grey_only: bool = False,
 ) -> Callable[[Callable], Callable]:
     """Decorator that registers a perturbation function (see the module docstring for the contract)."""
 
@@ -116,6 +119,7 @@ def register_perturbation(
             geometric=geometric,
             family=family,
             colour_only=colour_only,
+            grey_only=grey_only,
         )
         return fn
 

@@ -1,0 +1,372 @@
+"""The 14 base perturbations: generic acquisition, transmission and geometry corruptions for every modality.
+
+Each is a deterministic function of ``(image, strength, rng)`` following the contract in
+:mod:`medfm_hf.perturbations.registry`: every random draw is made first and in the same way whatever
+the strength (the strength only scales what was drawn); intensities are handled in the dtype's range
+(``uint8``: 0-255, ``uint16``: 0-65535) -- never a per-image min-max; the output is clipped, rounded and
+returned in the input's dtype and shape. ``rotate``, ``scale`` and ``translate`` move content and take
+``mask=``: the mask follows with the same affine map, nearest neighbour.
+
+The corruption models follow Hendrycks & Dietterich, "Benchmarking Neural Network Robustness to Common
+Corruptions and Perturbations", ICLR 2019, with a continuous strength instead of five fixed severities
+(the calibrator picks the strength per image).
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from medfm_hf.perturbations.registry import ALL, from_float, register_perturbation, to_float
+
+__all__: list[str] = []
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def _as_float32(image: np.ndarray) -> np.ndarray:
+    """Image in [0, 1] as float32 (enough precision for 16-bit data; cv2 filters are fast on it)."""
+    return to_float(image).astype(np.float32)
+
+
+def _filter(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Convolve every channel with ``kernel`` (reflect border), returned in the input's dtype."""
+    out = cv2.filter2D(_as_float32(image), -1, kernel.astype(np.float32), borderType=cv2.BORDER_REFLECT_101)
+    return from_float(out.astype(np.float64), image.dtype)
+
+
+def _warp(
+    image: np.ndarray, matrix: np.ndarray, mask: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Apply the 2x3 affine ``matrix`` to the image (bilinear) and the mask (nearest), zero outside."""
+    h, w = image.shape[:2]
+    out = cv2.warpAffine(
+        image, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0
+    )
+    moved = None
+    if mask is not None:
+        moved = cv2.warpAffine(
+            mask.astype(np.uint8), matrix, (w, h), flags=cv2.INTER_NEAREST,
+            borderMode=cv2.BORDER_CONSTANT, borderValue=0,
+        ).astype(bool)
+    return out.reshape(image.shape), moved
+
+
+def _centre(image: np.ndarray) -> tuple[float, float]:
+    h, w = image.shape[:2]
+    return (w - 1) / 2.0, (h - 1) / 2.0
+
+
+# ------------------------------------------------------------------------------------------------ noise
+
+
+@register_perturbation(
+    "gaussian_noise", modalities=ALL, strength_range=(0.0, 0.5),
+    description="additive Gaussian noise, sigma as a fraction of the dtype's range, clipped",
+)
+def gaussian_noise(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+    """Additive white Gaussian noise (electronic/thermal read-out noise).
+
+    ``y = clip(x + strength * n)`` with ``x`` in [0, 1] of the dtype's range and ``n ~ N(0, 1)`` drawn
+    once per pixel and channel.
+    """
+    noise = rng.standard_normal(image.shape)
+    return from_float(to_float(image) + strength * noise, image.dtype)
+
+
+@register_perturbation(
+    "salt_pepper", modalities=ALL, strength_range=(0.0, 0.6),
+    description="impulse noise: a fraction of pixels set to black or white",
+)
+def salt_pepper(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+    """Impulse (salt-and-pepper) noise from dead/hot detector elements or transmission bit errors.
+
+    Each pixel draws ``u ~ U(0, 1)`` and a colour (black or white, equally likely); pixels with
+    ``u < strength`` are replaced, so a stronger setting corrupts a superset of the pixels.
+    """
+    u = rng.random(image.shape[:2])
+    white = rng.random(image.shape[:2]) < 0.5
+    out = image.copy()
+    hit = u < strength
+    out[hit & white] = np.iinfo(image.dtype).max
+    out[hit & ~white] = 0
+    return out
+
+
+@register_perturbation(
+    "speckle_noise", modalities=ALL, strength_range=(0.0, 4.0),
+    description="multiplicative Gaussian noise (speckle), sigma",
+)
+def speckle_noise(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+    """Multiplicative noise ``y = clip(x * (1 + strength * n))``, ``n ~ N(0, 1)``.
+
+    A first-order model of coherent-imaging speckle (Goodman, *Speckle Phenomena in Optics*, 2007):
+    the noise scales with the signal, so dark background stays dark.
+    """
+    noise = rng.standard_normal(image.shape)
+    x = to_float(image)
+    return from_float(x * (1.0 + strength * noise), image.dtype)
+
+
+# ------------------------------------------------------------------------------------------------- blur
+
+
+@register_perturbation(
+    "gaussian_blur", modalities=ALL, strength_range=(0.0, 64.0),
+    description="Gaussian point-spread function, sigma in pixels",
+)
+def gaussian_blur(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+    """Blur by a Gaussian point-spread function of standard deviation ``strength`` pixels.
+
+    Models a system PSF / finite detector resolution. Reflect border; no random draws.
+    """
+    del rng
+    out = cv2.GaussianBlur(
+        _as_float32(image), (0, 0), sigmaX=float(strength), sigmaY=float(strength),
+        borderType=cv2.BORDER_REFLECT_101,
+    )
+    return from_float(out.astype(np.float64).reshape(image.shape), image.dtype)
+
+
+def motion_kernel(length: float, angle_deg: float) -> np.ndarray:
+    """Normalised line PSF of ``length`` pixels at ``angle_deg``, anti-aliased (continuous in length).
+
+    The segment is sampled densely and each sample splats bilinearly onto the pixel grid.
+    """
+    half = length / 2.0
+    radius = int(math.ceil(half)) + 1
+    size = 2 * radius + 1
+    k = np.zeros((size, size), np.float64)
+    n = max(2, int(math.ceil(length * 4)) + 1)
+    t = np.linspace(-half, half, n)
+    theta = math.radians(angle_deg)
+    xs = radius + t * math.cos(theta)
+    ys = radius - t * math.sin(theta)
+    x0 = np.floor(xs).astype(int)
+    y0 = np.floor(ys).astype(int)
+    fx = xs - x0
+    fy = ys - y0
+    for dx, dy, wgt in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
+        np.add.at(k, (y0 + dy, x0 + dx), wgt)
+    return k / k.sum()
+
+
+@register_perturbation(
+    "motion_blur", modalities=ALL, strength_range=(0.0, 256.0),
+    description="linear motion PSF at a seeded angle, length in pixels",
+)
+def motion_blur(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+    """Blur by uniform linear motion during the exposure (patient or camera motion).
+
+    The direction is drawn once, ``angle ~ U(0, 180)`` degrees; ``strength`` is the path length in
+    pixels. The PSF is a line segment (Hendrycks & Dietterich 2019, "motion blur").
+    """
+    angle = float(rng.uniform(0.0, 180.0))
+    return _filter(image, motion_kernel(float(strength), angle))
+
+
+def disk_kernel(radius: float) -> np.ndarray:
+    """Normalised disk PSF of ``radius`` pixels with an anti-aliased edge (continuous in radius)."""
+    r = int(math.ceil(radius)) + 1
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+    k = np.clip(radius + 0.5 - np.hypot(xx, yy), 0.0, 1.0)
+    return k / k.sum()
+
+
+@register_perturbation(
+    "defocus_blur", modalities=ALL, strength_range=(0.0, 96.0),
+    description="disk (defocus) PSF, radius in pixels",
+)
+def defocus_blur(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+    """Blur by an out-of-focus lens: the geometric-optics PSF is a uniform disk of radius ``strength``.
+
+    No random draws. (Hendrycks & Dietterich 2019, "defocus blur".)
+    """
+    del rng
+    return _filter(image, disk_kernel(float(strength)))
+
+
+# ------------------------------------------------------------------------------------------ compression
+
+
+def jpeg_quality(strength: float) -> int:
+    """JPEG quality used for ``strength``: ``round(100 - strength)`` clipped to 1-100."""
+    return int(min(100, max(1, round(100.0 - float(strength)))))
+
+
+def _jpeg8(image8: np.ndarray, quality: int) -> np.ndarray:
+    if image8.ndim == 3:
+        bgr = cv2.cvtColor(image8, cv2.COLOR_RGB2BGR)
+        ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        dec = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+        return cv2.cvtColor(dec, cv2.COLOR_BGR2RGB)
+    ok, buf = cv2.imencode(".jpg", image8, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
+
+
+@register_perturbation(
+    "jpeg", modalities=ALL, strength_range=(0.0, 99.0),
+    description="JPEG round trip at quality 100 - strength",
+)
+def jpeg(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+    """Lossy JPEG compression (baseline DCT, 4:2:0 chroma for colour) at quality ``100 - strength``.
+
+    JPEG is 8-bit: a ``uint16`` image is compressed through its 8-bit version and the compression
+    error is added back at 16-bit scale (``y = x + 257 * (jpeg(x8) - x8)``), so its fine bits survive
+    where JPEG changed nothing. Quality is an integer, so SSIM changes in small steps.
+    """
+    del rng
+    q = jpeg_quality(strength)
+    if image.dtype == np.uint8:
+        return _jpeg8(image, q)
+    x8 = np.rint(image.astype(np.float64) / 257.0).astype(np.uint8)
+    err = _jpeg8(x8, q).astype(np.int64) - x8.astype(np.int64)
+    return np.clip(image.astype(np.int64) + 257 * err, 0, 65535).astype(np.uint16)
+
+
+def _block_labels(n: int, block: float) -> np.ndarray:
+    """Block index of each of ``n`` pixels for blocks of (real) size ``block`` anchored at the centre."""
+    centre = n / 2.0
+    return np.floor((np.arange(n) + 0.5 - centre) / block).astype(np.int64)
+
+
+@register_perturbation(
+    "pixelate", modalities=ALL, strength_range=(0.0, 63.0),
+    description="pixel blocks of size 1 + strength (block mean), i.e. area down- and nearest up-sampling",
+)
+def pixelate(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+    """Resolution loss: every block of ``1 + strength`` pixels (real-valued) replaced by its mean.
+
+    Equivalent to area down-sampling by ``1 + strength`` and nearest-neighbour up-sampling, with the
+    block grid anchored at the image centre; because the block size is real-valued, a slightly larger
+    strength merges a few more pixels (SSIM falls gradually instead of jumping). No random draws.
+    """
+    del rng
+    h, w = image.shape[:2]
+    block = 1.0 + float(strength)
+    ry, rx = _block_labels(h, block), _block_labels(w, block)
+    ry -= ry.min()
+    rx -= rx.min()
+    nx = int(rx.max()) + 1
+    labels = (ry[:, None] * nx + rx[None, :]).ravel()
+    nblocks = (int(ry.max()) + 1) * nx
+    counts = np.bincount(labels, minlength=nblocks).astype(np.float64)
+    x = image.reshape(h * w, -1).astype(np.float64)
+    out = np.empty_like(x)
+    for c in range(x.shape[1]):
+        means = np.bincount(labels, weights=x[:, c], minlength=nblocks) / counts
+        out[:, c] = means[labels]
+    top = float(np.iinfo(image.dtype).max)
+    return np.clip(np.rint(out), 0, top).astype(image.dtype).reshape(image.shape)
+
+
+# ----------------------------------------------------------------------------------------- intensities
+
+
+@register_perturbation(
+    "contrast", modalities=ALL, strength_range=(0.0, 1.0),
+    description="contrast shrunk toward the channel mean by a factor 1 - strength",
+)
+def contrast(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+    """Contrast loss ``y = m + (1 - strength) (x - m)``, ``m`` the image's mean per channel.
+
+    (Low-dose or mis-windowed acquisitions; Hendrycks & Dietterich 2019, "contrast".) No random draws.
+    """
+    del rng
+    x = to_float(image)
+    m = x.mean(axis=(0, 1), keepdims=True)
+    return from_float(m + (1.0 - strength) * (x - m), image.dtype)
+
+
+@register_perturbation(
+    "brightness", modalities=ALL, strength_range=(0.0, 1.0),
+    description="additive brightness shift (seeded sign), fraction of the range, clipped",
+)
+def brightness(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+    """Exposure / gain offset: ``y = clip(x + sign * strength)``, ``sign`` drawn once (+1 or -1)."""
+    sign = 1.0 if rng.random() < 0.5 else -1.0
+    return from_float(to_float(image) + sign * strength, image.dtype)
+
+
+_LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601 luma weights
+
+
+@register_perturbation(
+    "saturation", modalities=ALL, strength_range=(0.0, 30.0), colour_only=True,
+    description="colour saturation boosted by a factor 1 + strength (away from the luma grey); colour only",
+)
+def saturation(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+    """Over-saturated colour (camera colour processing / white-balance gain); colour images only.
+
+    ``y = clip(g + (1 + strength) (x - g))`` with ``g`` the pixel's BT.601 luma: the saturation factor
+    of PIL's ``ImageEnhance.Color`` and torchvision's ``adjust_saturation``. Unlike scaling HSV ``S``,
+    which stops at ``S = 1`` and leaves already saturated images (fundus) unchanged, this keeps growing
+    until the channels clip, so the severity bands stay reachable. Only boosting is used: desaturation
+    is bounded (grey) and too mild in SSIM to reach the stronger levels. No random draws.
+    """
+    del rng
+    if image.ndim != 3:
+        from medfm_hf.perturbations.registry import PerturbationError
+
+        raise PerturbationError("saturation applies to colour (H, W, 3) images only; got a grey image")
+    x = to_float(image)
+    grey = (x @ _LUMA)[..., None]
+    return from_float(grey + (1.0 + float(strength)) * (x - grey), image.dtype)
+
+
+# ------------------------------------------------------------------------------------------- geometric
+
+
+@register_perturbation(
+    "rotate", modalities=ALL, strength_range=(0.0, 45.0), geometric=True,
+    description="rotation about the centre by strength degrees (seeded sign); mask and boxes follow",
+)
+def rotate(
+    image: np.ndarray, strength: float, rng: np.random.Generator, mask: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Patient/probe rotation: rotate about the image centre by ``sign * strength`` degrees.
+
+    ``sign`` is drawn once; bilinear for the image, nearest neighbour for the mask; zero outside.
+    """
+    sign = 1.0 if rng.random() < 0.5 else -1.0
+    m = cv2.getRotationMatrix2D(_centre(image), sign * float(strength), 1.0)
+    return _warp(image, m, mask)
+
+
+@register_perturbation(
+    "scale", modalities=ALL, strength_range=(0.0, 3.0), geometric=True,
+    description="zoom in by 1 + strength or out by 1 / (1 + strength) (seeded); mask and boxes follow",
+)
+def scale(
+    image: np.ndarray, strength: float, rng: np.random.Generator, mask: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Field-of-view / magnification change: zoom about the centre.
+
+    The direction (in: factor ``1 + strength``; out: ``1 / (1 + strength)``) is drawn once.
+    """
+    zoom_in = rng.random() < 0.5
+    f = 1.0 + float(strength)
+    m = cv2.getRotationMatrix2D(_centre(image), 0.0, f if zoom_in else 1.0 / f)
+    return _warp(image, m, mask)
+
+
+@register_perturbation(
+    "translate", modalities=ALL, strength_range=(0.0, 256.0), geometric=True,
+    description="shift by strength pixels (at most half the image) in a seeded direction; mask and boxes follow",
+)
+def translate(
+    image: np.ndarray, strength: float, rng: np.random.Generator, mask: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Patient positioning offset: shift by ``strength`` pixels along a direction drawn once.
+
+    ``angle ~ U(0, 2 pi)``; sub-pixel shifts are bilinear; zero fills what comes in. The shift is
+    capped at half the image's shorter side (beyond it the image would leave the field of view and
+    SSIM would stop falling); larger strengths give that maximal shift.
+    """
+    angle = float(rng.uniform(0.0, 2.0 * math.pi))
+    dist = min(float(strength), 0.5 * min(image.shape[:2]))
+    dx, dy = dist * math.cos(angle), dist * math.sin(angle)
+    m = np.array([[1.0, 0.0, dx], [0.0, 1.0, dy]])
+    return _warp(image, m, mask)

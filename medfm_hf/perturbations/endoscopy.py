@@ -1,0 +1,312 @@
+"""Endoscopy artifacts: specular highlights, bubbles, blood and overexposure.
+
+In an endoscope the light guides sit next to the lens, so the light and the viewing directions nearly
+coincide, the scene is wet mucosa, and irradiance falls off as the inverse square of the distance to
+the tip. Artifacts are applied inside the circular field of view only (the black surround of the
+scope image carries no signal). Grey images are treated as a single channel.
+
+References
+----------
+* Shafer S.A. "Using color to separate reflection components." Color Res Appl 10(4):210-218, 1985.
+* Arnold M. et al. "Automatic segmentation and inpainting of specular highlights for endoscopic
+  imaging." EURASIP J Image Video Process 2010:814319, 2010.
+* Ali S. et al. "An objective comparison of detection and segmentation algorithms for artefacts in
+  clinical endoscopy." Sci Rep 10:2748, 2020 (EAD challenge: specularity, saturation, bubbles, blood,
+  blur, contrast, instrument).
+* Prahl S. "Optical absorption of hemoglobin." Oregon Medical Laser Center, 1999 (tabulated molar
+  extinction of HbO2/Hb).
+* Janesick J.R. *Scientific Charge-Coupled Devices*, SPIE Press, 2001 (full-well saturation and
+  blooming).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from medfm_hf.perturbations.registry import from_float, register_perturbation, to_float
+
+GAMMA = 2.2
+"""Display gamma used to go between the stored image and linear irradiance."""
+
+
+def _channels(x: np.ndarray) -> np.ndarray:
+    return x[..., None] if x.ndim == 2 else x
+
+
+def field_of_view(x: np.ndarray) -> np.ndarray:
+    """Soft field-of-view map in [0, 1]: 1 where the scope image has signal, 0 on its black surround."""
+    lum = ndi.gaussian_filter(x.mean(axis=2), 2.0)
+    return np.clip((lum - 0.02) / 0.04, 0.0, 1.0)
+
+
+def smooth_field(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
+    """Zero-mean, unit-std Gaussian random field with correlation length ``sigma`` pixels."""
+    f = ndi.gaussian_filter(rng.standard_normal(shape), sigma, mode="wrap")
+    return (f - f.mean()) / max(float(f.std()), 1e-12)
+
+
+@register_perturbation(
+    "endo_specular",
+    modalities=("endoscopy",),
+    strength_range=(0.0, 20.0),
+    description="specular highlights on wet mucosa (dichromatic reflection, co-located light)",
+)
+def endo_specular(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+    r"""Specular highlights on wet mucosa.
+
+    **Physics.** By the dichromatic reflection model (Shafer 1985) the light reflected by tissue is a
+    body (diffuse) term plus an interface (specular) term with the colour of the light source. The mucus
+    film makes the interface term strong and sharply peaked around the mirror direction; with the light
+    guides next to the lens, the mirror direction is met wherever the surface faces the scope, giving
+    saturated white spots on folds and bumps (Arnold et al. 2010; Ali et al. 2020).
+
+    **Model.** A mucosal height field :math:`z(x) = A\,\phi(x)` (:math:`\phi` a unit-variance Gaussian
+    random field, correlation length 4-8 % of the side, from ``rng``) gives normals
+    :math:`n = (-\nabla z, 1)/\lVert\cdot\rVert`. With light and view along the optical axis the
+    Blinn-Phong half-vector is the axis, so the specular term is
+    :math:`S(x) = n_z^{\,p}` with shininess :math:`p \in [6, 20]` (``rng``). Then
+
+    .. math:: I' = \mathrm{clip}(I + k_s\, S(x)\, F(x)\, \ell, 0, 1),
+
+    with :math:`k_s = s/10` the specular reflectance-times-exposure, :math:`\ell` the (slightly bluish
+    white) light colour and :math:`F` the field of view. Raising :math:`k_s` saturates a growing part
+    of each highlight.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        RGB ``(H, W, 3)`` or grey ``(H, W)``, ``uint8``/``uint16``.
+    strength : float
+        Specular gain :math:`s`, ``[0, 20]`` (:math:`k_s = s/10`).
+    rng : numpy.random.Generator
+        Source of the height field and the shininess.
+
+    Returns
+    -------
+    numpy.ndarray
+        The image with highlights, same dtype and shape.
+    """
+    x = _channels(to_float(image))
+    h, w = x.shape[:2]
+    side = min(h, w)
+    corr = rng.uniform(0.04, 0.08) * side
+    phi = smooth_field(rng, (h, w), corr)
+    shininess = rng.uniform(6.0, 20.0)
+    gy, gx = np.gradient(phi * 0.6 * corr)  # slopes of order 1 over a correlation length
+    n_z = 1.0 / np.sqrt(1.0 + gx**2 + gy**2)
+    spec = n_z**shininess * field_of_view(x)
+    light = np.array([0.97, 0.99, 1.0]) if x.shape[2] == 3 else np.array([1.0])
+    out = x + (strength / 10.0) * spec[..., None] * light
+    return from_float(out.reshape(image.shape), image.dtype)
+
+
+@register_perturbation(
+    "endo_bubbles",
+    modalities=("endoscopy",),
+    strength_range=(0.0, 1.0),
+    description="air bubbles in the lumen fluid: refraction (minification) inside, dark rim, highlight",
+    geometric=True,
+)
+def endo_bubbles(
+    image: np.ndarray, strength: float, rng: np.random.Generator, mask: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    r"""Air bubbles in the fluid film between scope and mucosa, with refraction.
+
+    **Physics.** Air bubbles in mucus, bile or irrigation water are spherical caps of air in water
+    (:math:`n_{air}/n_{water} \approx 0.75`): each acts as a diverging lens, so the mucosa seen through it
+    is minified and displaced toward the bubble centre; at the rim light is refracted away from the lens
+    (dark outline) and the wet cap reflects the light guides (bright highlight). Bubbles are one of the
+    artifact classes of the EAD challenge (Ali et al. 2020). The content seen through a bubble moves,
+    so the mask is moved with the same refraction map.
+
+    **Model.** :math:`n \in \{16..30\}` bubbles with centres :math:`c_k` and maximal radii :math:`R_k`
+    (6-24 % of the side) from ``rng``; radii :math:`r_k = s R_k`. For a pixel :math:`p` in bubble *k*
+    (the one it lies deepest in), :math:`\rho = |p - c_k| / r_k`, it shows the point
+
+    .. math:: q = c_k + (p - c_k)\,\big(1 + \kappa\sqrt{1 - \rho^2}\big)
+
+    (a thin diverging lens, :math:`\kappa \in [0.4, 0.8]` from ``rng``; continuous at the rim). The rim
+    is darkened by :math:`D_0 e^{-((1-\rho)/0.08)^2}` (:math:`D_0 \in [0.3, 0.5]`, ``rng``) and a highlight of
+    the light colour (peak :math:`H \in [0.6, 0.9]`, ``rng``),
+    :math:`H e^{-|p - c_k - 0.45 r_k u|^2 / (0.12 r_k)^2}` along a common direction :math:`u`, is added.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        RGB ``(H, W, 3)`` or grey ``(H, W)``, ``uint8``/``uint16``.
+    strength : float
+        Bubble size :math:`s` as a fraction of the drawn maximal radii, ``[0, 1]``.
+    rng : numpy.random.Generator
+        Source of the bubbles, the lens power and the highlight direction.
+    mask : numpy.ndarray, optional
+        Boolean ``(H, W)`` mask, moved by the same refraction map (nearest neighbour).
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        The image with bubbles (same dtype and shape) and the moved mask (``None`` if none was given).
+    """
+    x = _channels(to_float(image))
+    h, w = x.shape[:2]
+    side = min(h, w)
+    n = int(rng.integers(16, 31))
+    fov = field_of_view(x)
+    centres = rng.uniform(0.1, 0.9, (n, 2)) * np.array([h, w])
+    radii = rng.uniform(0.06, 0.24, n) * side
+    kappa = rng.uniform(0.4, 0.8)
+    phi = rng.uniform(0.0, 2.0 * np.pi)
+    dark = rng.uniform(0.3, 0.5)
+    glint = rng.uniform(0.6, 0.9)
+    u = np.array([np.sin(phi), np.cos(phi)])
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    best = np.full((h, w), -np.inf)  # normalised depth 1 - rho of the bubble the pixel is deepest in
+    src_y, src_x = yy.copy(), xx.copy()
+    rim = np.zeros((h, w))
+    spot = np.zeros((h, w))
+    edge = np.zeros((h, w))
+    for k in range(n):
+        r_k = max(strength * radii[k], 1e-6)
+        # work in the bubble's bounding box only (everything outside it is untouched)
+        y0, y1 = max(int(centres[k, 0] - r_k) - 2, 0), min(int(centres[k, 0] + r_k) + 3, h)
+        x0, x1 = max(int(centres[k, 1] - r_k) - 2, 0), min(int(centres[k, 1] + r_k) + 3, w)
+        if y0 >= y1 or x0 >= x1:
+            continue
+        win = (slice(y0, y1), slice(x0, x1))
+        dy, dx = yy[win] - centres[k, 0], xx[win] - centres[k, 1]
+        dist = np.hypot(dy, dx)
+        depth = 1.0 - dist / r_k
+        sel = depth > best[win]
+        best[win] = np.where(sel, depth, best[win])
+        inside = sel & (depth > 0)
+        gain = 1.0 + kappa * np.sqrt(np.clip(1.0 - (dist / r_k) ** 2, 0.0, 1.0))
+        src_y[win] = np.where(inside, centres[k, 0] + dy * gain, src_y[win])
+        src_x[win] = np.where(inside, centres[k, 1] + dx * gain, src_x[win])
+        rim[win] = np.where(sel, np.exp(-((np.maximum(depth, 0.0) / 0.08) ** 2)), rim[win])
+        edge[win] = np.where(sel, np.clip(r_k - dist + 0.5, 0.0, 1.0), edge[win])
+        sy, sx = dy - 0.45 * r_k * u[0], dx - 0.45 * r_k * u[1]
+        spot[win] = np.maximum(spot[win], np.exp(-(sy**2 + sx**2) / (0.12 * r_k) ** 2) * (depth > 0))
+    src_y = np.clip(src_y, 0, h - 1)
+    src_x = np.clip(src_x, 0, w - 1)
+    refr = np.stack([ndi.map_coordinates(x[..., c], [src_y, src_x], order=1) for c in range(x.shape[2])], -1)
+    a = (edge * fov)[..., None]
+    out = a * refr + (1 - a) * x
+    out = out * (1.0 - dark * (rim * edge * fov)[..., None]) + glint * (spot * fov)[..., None]
+    out_img = from_float(out.reshape(image.shape), image.dtype)
+    if mask is None:
+        return out_img, None
+    m = np.asarray(mask, dtype=bool)
+    moved_src = m[np.rint(src_y).astype(int), np.rint(src_x).astype(int)]
+    moved = np.where((edge * fov) >= 0.5, moved_src, m)
+    return out_img, moved
+
+
+@register_perturbation(
+    "endo_blood",
+    modalities=("endoscopy",),
+    strength_range=(0.0, 1.0),
+    description="blood film occluding the mucosa (Beer-Lambert absorption by haemoglobin)",
+)
+def endo_blood(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+    r"""Blood covering the mucosa.
+
+    **Physics.** Bleeding leaves a film of blood on the mucosa. Haemoglobin absorbs strongly in the blue
+    and green and weakly in the red (Prahl 1999), so light crossing the film twice (in and back out) is
+    attenuated per channel by Beer-Lambert, while the film itself back-scatters a dark red; thicker
+    blood hides the tissue completely (the "blood" class of the EAD challenge, Ali et al. 2020).
+
+    **Model.** Blood pools in the dependent parts of the wall. The mucosal terrain is a smooth random
+    field :math:`\phi` (unit variance, correlation length 10-16 % of the side, from ``rng``); a blood
+    volume :math:`s \in [0, 1]` fills it up to the level :math:`\ell(s) = \min\phi + s\,(q_{0.97} -
+    \min\phi)` (:math:`q_{0.97}` the 97 % quantile), so the film thickness
+    :math:`t(x) = \beta \max(0, \ell(s) - \phi(x))` grows and spreads monotonically with :math:`s`
+    (:math:`\beta \in [2, 4]` absorption lengths per unit of :math:`\phi`, from ``rng``). With the
+    relative absorption :math:`\mu = (0.12, 1.0, 0.8)` (R, G, B) and the blood's own reflectance
+    :math:`r_b = (0.30, 0.03, 0.04)`:
+
+    .. math:: T_c = e^{-2 \mu_c t}, \qquad I_c' = I_c T_c + r_{b,c}(1 - T_c)
+
+    inside the field of view. Grey input uses :math:`\mu = 0.6`, :math:`r_b = 0.12`.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        RGB ``(H, W, 3)`` or grey ``(H, W)``, ``uint8``/``uint16``.
+    strength : float
+        Blood volume :math:`s` (fill level of the mucosal terrain), ``[0, 1]``.
+    rng : numpy.random.Generator
+        Source of the pool shape.
+
+    Returns
+    -------
+    numpy.ndarray
+        The image with blood, same dtype and shape.
+    """
+    x = _channels(to_float(image))
+    h, w = x.shape[:2]
+    corr = rng.uniform(0.10, 0.16) * min(h, w)
+    terrain = smooth_field(rng, (h, w), corr)
+    beta = rng.uniform(2.0, 4.0)
+    lowest = float(terrain.min())
+    level = lowest + strength * (float(np.quantile(terrain, 0.97)) - lowest)
+    thickness = beta * np.maximum(level - terrain, 0.0) * field_of_view(x)
+    if x.shape[2] == 3:
+        mu, refl = np.array([0.12, 1.0, 0.8]), np.array([0.30, 0.03, 0.04])
+    else:
+        mu, refl = np.array([0.6]), np.array([0.12])
+    trans = np.exp(-2.0 * mu * thickness[..., None])
+    out = x * trans + refl * (1.0 - trans)
+    return from_float(out.reshape(image.shape), image.dtype)
+
+
+@register_perturbation(
+    "endo_overexposure",
+    modalities=("endoscopy",),
+    strength_range=(0.0, 8.0),
+    description="overexposure: sensor saturation with blooming where tissue is close to the light",
+)
+def endo_overexposure(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+    r"""Overexposure with saturated blooming.
+
+    **Physics.** The irradiance from the light guides falls as :math:`1/d^2`; when the tip comes close
+    to the wall, or automatic exposure lags, the near tissue is overexposed. Pixels beyond the sensor's
+    full-well capacity saturate and the excess charge spills into neighbouring pixels (blooming), so
+    white patches grow with soft halos (Janesick 2001; "saturation" class, Ali et al. 2020).
+
+    **Model.** In linear irradiance :math:`L = I^{\gamma}` (:math:`\gamma = 2.2`) the exposure error in
+    stops is :math:`\mathrm{EV}(x) = s\,(0.35 + 0.65\, b(x))`, with :math:`b` a Gaussian bump (the
+    tissue nearest to the tip; centre and width 20-45 % of the side from ``rng``). Then
+
+    .. math:: L' = L\,2^{\mathrm{EV}},\quad E = \max(L' - 1, 0),\quad
+              L'' = \min\big(L' + \eta\, (E * g_{\sigma_b}), 1\big),\quad I' = L''^{1/\gamma}
+
+    with spill fraction :math:`\eta = 0.5` and blooming spread :math:`\sigma_b` = 2 % of the side.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        RGB ``(H, W, 3)`` or grey ``(H, W)``, ``uint8``/``uint16``.
+    strength : float
+        Overexposure :math:`s` in stops (EV) at the least exposed tissue scale, ``[0, 8]``.
+    rng : numpy.random.Generator
+        Source of the near-tissue bump.
+
+    Returns
+    -------
+    numpy.ndarray
+        The overexposed image, same dtype and shape.
+    """
+    x = _channels(to_float(image))
+    h, w = x.shape[:2]
+    side = min(h, w)
+    centre = rng.uniform(0.25, 0.75, 2) * np.array([h, w])
+    width = rng.uniform(0.2, 0.45) * side
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    bump = np.exp(-((yy - centre[0]) ** 2 + (xx - centre[1]) ** 2) / (2.0 * width**2))
+    ev = strength * (0.35 + 0.65 * bump)
+    lin = x**GAMMA * (2.0**ev)[..., None]
+    excess = np.maximum(lin - 1.0, 0.0)
+    spill = ndi.gaussian_filter(excess, sigma=(0.02 * side, 0.02 * side, 0.0))
+    lin = np.minimum(lin + 0.5 * spill, 1.0)
+    out = lin ** (1.0 / GAMMA)
+    return from_float(out.reshape(image.shape), image.dtype)

@@ -1,0 +1,163 @@
+"""Fundus-photography artifacts: media-opacity (cataract) haze and uneven illumination.
+
+A fundus camera images the retina through the eye's optical media and a pupil of a few millimetres;
+the image only covers a circular field of view (black outside). Both artifacts act inside that field.
+Grey images are treated as one channel.
+
+References
+----------
+* Peli E., Peli T. "Restoration of retinal images obtained through cataracts." IEEE TMI 8(4):401-406,
+  1989.
+* Shen Z. et al. "Modeling and enhancing low-quality retinal fundus images." IEEE TMI 40(3):996-1006,
+  2021 (degradation model: illumination, blur and cataract-like haze).
+* van den Berg T.J.T.P. et al. "Straylight effects with aging and lens extraction." Am J Ophthalmol
+  144(3):358-363, 2007.
+* Foracchia M., Grisan E., Ruggeri A. "Luminosity and contrast normalization in retinal images."
+  Med Image Anal 9(3):179-190, 2005.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from medfm_hf.perturbations.registry import from_float, register_perturbation, to_float
+
+
+def _channels(x: np.ndarray) -> np.ndarray:
+    return x[..., None] if x.ndim == 2 else x
+
+
+def fundus_field(x: np.ndarray) -> np.ndarray:
+    """Soft map in [0, 1] of the camera's circular field of view (where the image has signal)."""
+    lum = ndi.gaussian_filter(x.mean(axis=2), 2.0)
+    return np.clip((lum - 0.03) / 0.05, 0.0, 1.0)
+
+
+def _smooth_field(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
+    f = ndi.gaussian_filter(rng.standard_normal(shape), sigma, mode="wrap")
+    return (f - f.mean()) / max(float(f.std()), 1e-12)
+
+
+@register_perturbation(
+    "fundus_haze",
+    modalities=("fundus",),
+    strength_range=(0.0, 6.0),
+    description="media opacity (cataract): forward-scatter blur, veiling straylight and lens yellowing",
+)
+def fundus_haze(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+    r"""Media-opacity (cataract) haze.
+
+    **Physics.** An opaque or scattering crystalline lens (cataract) degrades the fundus image in three
+    ways: light from the retina is scattered on its way out, blurring detail; the camera's own
+    illumination is scattered back by the lens into the camera, adding a bright veil that lowers
+    contrast (the dominant effect; Peli & Peli 1989, van den Berg et al. 2007); and the brunescent lens
+    absorbs short wavelengths, yellowing the image. Shen et al. (2021) use this model to synthesise
+    cataract images.
+
+    **Model.** With the opacity :math:`\beta = 1 - e^{-s\,o(x)}`, where :math:`o(x) = 0.75 + 0.25\,\phi(x)`
+    clipped to :math:`[0.4, 1]` (:math:`\phi` a unit smooth random field, the uneven cataract, from
+    ``rng``),
+
+    .. math:: I' = F\,\Big[(1 - \beta)\,\tau\,(I * g_{\sigma_s}) + \beta\, V\,\ell\Big] + (1 - F)\, I,
+
+    where :math:`\sigma_s = 1 + s` px is the forward-scatter blur, :math:`\tau = (1, 0.95 - 0.05 s',
+    0.85 - 0.15 s')` (:math:`s' = \min(s, 1)`) the lens transmission (less blue), :math:`V = (L * g_{wide})`
+    the veil (the illuminated field blurred over 15 % of the side, times a level drawn in
+    [0.7, 0.95]), :math:`\ell` a warm white and :math:`F` the field of view. Contrast falls as
+    :math:`1-\beta`.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        RGB ``(H, W, 3)`` or grey ``(H, W)``, ``uint8``/``uint16``.
+    strength : float
+        Optical density :math:`s` of the opacity (natural-log units), ``[0, 6]``.
+    rng : numpy.random.Generator
+        Source of the opacity pattern and the veil level.
+
+    Returns
+    -------
+    numpy.ndarray
+        The hazy image, same dtype and shape.
+    """
+    x = _channels(to_float(image))
+    h, w = x.shape[:2]
+    side = min(h, w)
+    phi = _smooth_field(rng, (h, w), 0.15 * side)
+    level = rng.uniform(0.7, 0.95)
+    fov = fundus_field(x)
+    opacity = np.clip(0.75 + 0.25 * phi, 0.4, 1.0)
+    beta = (1.0 - np.exp(-strength * opacity))[..., None]
+    blurred = ndi.gaussian_filter(x, sigma=(1.0 + strength, 1.0 + strength, 0.0))
+    veil = ndi.gaussian_filter(fov, 0.15 * side)
+    veil = veil / max(float(veil.max()), 1e-9)
+    sp = min(strength, 1.0)
+    if x.shape[2] == 3:
+        tau = np.array([1.0, 0.95 - 0.05 * sp, 0.85 - 0.15 * sp])
+        tint = np.array([1.0, 0.95, 0.8])
+    else:
+        tau, tint = np.array([0.95 - 0.05 * sp]), np.array([0.92])
+    hazy = (1 - beta) * tau * blurred + beta * (level * veil)[..., None] * tint
+    f = fov[..., None]
+    out = f * hazy + (1 - f) * x
+    return from_float(out.reshape(image.shape), image.dtype)
+
+
+@register_perturbation(
+    "fundus_illumination",
+    modalities=("fundus",),
+    strength_range=(0.0, 8.0),
+    description="uneven illumination: smooth multiplicative luminosity/contrast drift across the field",
+)
+def fundus_illumination(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+    r"""Uneven illumination of the fundus.
+
+    **Physics.** The fundus is lit through the pupil by an annulus of light; a small or decentred pupil,
+    camera misalignment and the curvature of the eye leave one side or the periphery darker, a bright
+    crescent on the other, and smooth luminosity and contrast drifts across the field (Foracchia et al.
+    2005 model the observed image as :math:`I = C(x)\,I_0 + L(x)` with slowly varying :math:`C, L`).
+
+    **Model.** A smooth log-illumination field in the field of view,
+
+    .. math:: \psi(x) = g\cdot\frac{x - c}{R} - r_v\frac{|x - c|^2}{R^2} + 0.5\,\phi(x),
+              \qquad \psi \leftarrow \psi / \max|\psi|,
+
+    with a misalignment gradient :math:`g` (direction and size from ``rng``), a radial fall-off
+    :math:`r_v` (``rng``) and a smooth random field :math:`\phi` (correlation length 20 % of the side,
+    ``rng``). The illumination is :math:`C(x) = 2^{s\,\psi(x)}` (:math:`s` in stops):
+
+    .. math:: I' = \mathrm{clip}(C(x)\, I, 0, 1).
+
+    The black outside the field stays black (multiplicative).
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        RGB ``(H, W, 3)`` or grey ``(H, W)``, ``uint8``/``uint16``.
+    strength : float
+        Peak illumination error :math:`s` in stops (factor :math:`2^{\pm s}`), ``[0, 8]``.
+    rng : numpy.random.Generator
+        Source of the gradient, fall-off and smooth field.
+
+    Returns
+    -------
+    numpy.ndarray
+        The unevenly lit image, same dtype and shape.
+    """
+    x = _channels(to_float(image))
+    h, w = x.shape[:2]
+    side = min(h, w)
+    theta = rng.uniform(0.0, 2.0 * np.pi)
+    g = rng.uniform(0.6, 1.2)
+    r_v = rng.uniform(0.2, 0.8)
+    phi = _smooth_field(rng, (h, w), 0.2 * side)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    cy, cx = (h - 1) / 2, (w - 1) / 2
+    big_r = side / 2
+    psi = g * ((yy - cy) * np.sin(theta) + (xx - cx) * np.cos(theta)) / big_r
+    psi = psi - r_v * ((yy - cy) ** 2 + (xx - cx) ** 2) / big_r**2 + 0.5 * phi
+    psi = psi - np.median(psi)
+    psi = psi / max(float(np.abs(psi).max()), 1e-12)
+    out = x * (2.0 ** (strength * psi))[..., None]
+    return from_float(out.reshape(image.shape), image.dtype)

@@ -1,0 +1,329 @@
+"""MRI artifacts, simulated where their physics lives: in k-space (and, for the bias field, in the coil's
+receive sensitivity).
+
+The displayed image is taken as the magnitude of a real, non-negative object
+:math:`x \\in [0, 1]`; its k-space is :math:`K = \\mathcal F x` (2-D DFT, rows and columns the two
+in-plane encoding directions). The phase-encode axis (0 = rows, 1 = columns) is drawn from ``rng``.
+The corrupted k-space is transformed back and its **magnitude** displayed, as on a scanner. Colour
+inputs are processed channel by channel with the same draws.
+
+References: Zhuo & Gullapalli, "MR artifacts, safety, and quality control", RadioGraphics 26 (2006)
+275-297; Bernstein, King & Zhou, *Handbook of MRI Pulse Sequences*, Elsevier 2004; Pérez-García et al.,
+"TorchIO", Comput. Methods Programs Biomed. 208 (2021) 106236 (its ``RandomGhosting``,
+``RandomMotion``, ``RandomSpike``, ``RandomBiasField`` are the models followed here, re-derived).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from numpy.polynomial import legendre
+from scipy import ndimage as ndi
+
+from medfm_hf.perturbations.registry import from_float, register_perturbation, to_float
+
+
+def _per_channel(image: np.ndarray, fn: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Apply a float ``(H, W) -> (H, W)`` function to a grey image or to every channel of an RGB one."""
+    x = to_float(image)
+    if x.ndim == 2:
+        out = fn(x)
+    else:
+        out = np.stack([fn(x[..., c]) for c in range(x.shape[2])], axis=2)
+    return from_float(out, image.dtype)
+
+
+def kspace_index(n: int) -> np.ndarray:
+    """Signed integer k-space line indices of an ``n``-point DFT (``fftfreq`` order), -n/2 .. n/2-1."""
+    return np.rint(np.fft.fftfreq(n) * n).astype(int)
+
+
+# ----------------------------------------------------------------------------------------------------
+# bias field
+# ----------------------------------------------------------------------------------------------------
+
+BIAS_ORDER = 3
+
+
+def bias_log_field(shape: tuple[int, int], coefficients: np.ndarray) -> np.ndarray:
+    """Smooth log-field :math:`f = \\sum_{i+j \\le d} c_{ij} P_i(u) P_j(v)` normalised to max |f| = 1.
+
+    ``coefficients`` is a ``(d+1, d+1)`` array (entries with ``i + j > d`` are ignored); ``P`` are
+    Legendre polynomials on :math:`u, v \\in [-1, 1]`.
+    """
+    d = coefficients.shape[0] - 1
+    c = np.where(np.add.outer(np.arange(d + 1), np.arange(d + 1)) <= d, coefficients, 0.0)
+    u = np.linspace(-1.0, 1.0, shape[0])
+    v = np.linspace(-1.0, 1.0, shape[1])
+    f = legendre.leggrid2d(u, v, c)
+    f -= f.mean()
+    peak = np.abs(f).max()
+    return f / peak if peak > 0 else f
+
+
+@register_perturbation(
+    "mri_bias_field",
+    modalities=("mri",),
+    strength_range=(0.0, 6.0),
+    description="receive-coil bias field: smooth multiplicative intensity non-uniformity",
+)
+def mri_bias_field(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+    """Intensity non-uniformity (bias field) from coil sensitivity and B1 inhomogeneity.
+
+    Physics: the receive coil's sensitivity (and the transmit field's inhomogeneity at high field) varies
+    smoothly over the field of view, multiplying the true signal by a slowly varying field
+    (Sled, Zijdenbos & Evans, "A nonparametric method for automatic correction of intensity
+    nonuniformity in MRI data", IEEE TMI 17 (1998) 87-97). In k-space this is a convolution with a
+    narrow kernel: only low spatial frequencies are involved.
+
+    Model: :math:`x' = x \\exp(s f)`, :math:`f` a degree-3 Legendre polynomial field with coefficients
+    :math:`c_{ij} \\sim \\mathcal N(0, 1)` (drawn from ``rng``), zero mean, :math:`\\max|f| = 1`.
+    ``strength`` :math:`s` is the peak log-gain (s = 1: the field spans a factor :math:`e^{\\pm 1}`).
+
+    Severity: SSIM is insensitive to smooth gain changes (its structure term is invariant to them), so
+    the upper levels need fields beyond the clinical range: surface coils give up to about
+    :math:`s \\approx 2.3` (a factor 10 either way); levels 4-5 typically need :math:`s = 4\\ldots 6`, and
+    on images that are mostly dark background (where a gain changes nothing) they are out of reach
+    within the range; see ``docs/physics_ct_mri_xray_oct.md`` for the measured rates.
+    """
+    coeffs = rng.standard_normal((BIAS_ORDER + 1, BIAS_ORDER + 1))
+    field = np.exp(strength * bias_log_field(image.shape[:2], coeffs))
+    return _per_channel(image, lambda x: x * field)
+
+
+# ----------------------------------------------------------------------------------------------------
+# ghosting
+# ----------------------------------------------------------------------------------------------------
+
+
+def ghost_kspace(x: np.ndarray, period: int, offset: int, axis: int, phase: float) -> np.ndarray:
+    """Magnitude image after multiplying every ``period``-th phase-encode line by :math:`e^{i\\phi}`.
+
+    Lines whose signed index :math:`k` satisfies :math:`(k - \\text{offset}) \\bmod N = 0` are modulated;
+    the modulation is :math:`N`-periodic in :math:`k`, so the image becomes the object plus copies
+    shifted by multiples of FOV/N along ``axis`` with amplitude :math:`|1 - e^{i\\phi}|/N`.
+    """
+    k = np.fft.fft2(x)
+    idx = kspace_index(x.shape[axis])
+    mod = np.where((idx - offset) % period == 0, np.exp(1j * phase), 1.0)
+    shape = [1, 1]
+    shape[axis] = -1
+    return np.abs(np.fft.ifft2(k * mod.reshape(shape)))
+
+
+def draw_ghost_params(rng: np.random.Generator) -> tuple[int, int, int]:
+    """(period N in 2..3, line offset in 0..N-1, phase-encode axis) drawn from ``rng``."""
+    period = int(rng.integers(2, 4))
+    offset = int(rng.integers(0, period))
+    axis = int(rng.integers(0, 2))
+    return period, offset, axis
+
+
+@register_perturbation(
+    "mri_ghosting",
+    modalities=("mri",),
+    strength_range=(0.0, 1.0),
+    description="periodic phase-encode modulation: ghost copies at FOV/N along the phase-encode axis",
+)
+def mri_ghosting(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+    """Ghosting from a periodic phase error between phase-encode lines.
+
+    Physics: any signal change that repeats every :math:`N` phase-encode lines -- respiratory or cardiac
+    motion synchronised with the repetition, alternating echo timing in EPI (N/2 or Nyquist ghost),
+    vibrations -- modulates k-space periodically along the phase-encode direction. A comb of period
+    :math:`N` in :math:`k` is a comb of period FOV/N in the image, so faint copies of the object appear
+    displaced by multiples of FOV/N along the phase-encode axis only (Zhuo & Gullapalli 2006;
+    Bernstein et al. 2004, sec. 16.2 on Nyquist ghosts).
+
+    Model: lines :math:`k \\equiv k_0 \\pmod N` get a phase error :math:`\\phi = \\pi s`; ghost amplitude
+    :math:`2\\sin(\\phi/2)/N`. Drawn from ``rng``: :math:`N \\in \\{2, 3\\}` (with N = 4 the ghosts, at most half as bright as the object, cannot reach level 5 on dim images), :math:`k_0`, the phase-encode
+    axis. ``strength`` :math:`s \\in [0, 1]` (s = 1: the modulated lines are inverted).
+    """
+    period, offset, axis = draw_ghost_params(rng)
+    phase = np.pi * strength
+    return _per_channel(image, lambda x: ghost_kspace(x, period, offset, axis, phase))
+
+
+# ----------------------------------------------------------------------------------------------------
+# motion
+# ----------------------------------------------------------------------------------------------------
+
+
+def motion_kspace(
+    x: np.ndarray,
+    shot: np.ndarray,
+    angles_deg: np.ndarray,
+    shifts: np.ndarray,
+    axis: int,
+) -> np.ndarray:
+    """Magnitude image whose phase-encode lines come from rigidly moved copies of ``x``.
+
+    ``shot[i]`` is the shot (acquisition segment) of DFT line ``i`` along ``axis``; during shot ``j`` the
+    object is rotated by ``angles_deg[j]`` about the centre and translated by ``shifts[j]`` (rows, cols,
+    pixels). Translation is applied exactly, as a k-space phase ramp.
+    """
+    ky = np.fft.fftfreq(x.shape[0])[:, None]
+    kx = np.fft.fftfreq(x.shape[1])[None, :]
+    out = np.zeros(x.shape, dtype=np.complex128)
+    for j in range(len(angles_deg)):
+        lines = shot == j
+        if not lines.any():
+            continue
+        moved = x if angles_deg[j] == 0 else ndi.rotate(x, angles_deg[j], reshape=False, order=1, mode="constant")
+        k = np.fft.fft2(moved) * np.exp(-2j * np.pi * (ky * shifts[j][0] + kx * shifts[j][1]))
+        if axis == 0:
+            out[lines, :] = k[lines, :]
+        else:
+            out[:, lines] = k[:, lines]
+    return np.abs(np.fft.ifft2(out))
+
+
+def motion_trajectory(times: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Random smooth rigid-motion trajectory ``(len(times), 3)``: rotation, row shift, column shift.
+
+    Each component is a linear drift plus three sinusoids with random frequencies (0.5-3 cycles per
+    acquisition), amplitudes and phases, shifted to 0 at ``times[0]`` and scaled to a peak of 1.
+    """
+    t = np.asarray(times, dtype=np.float64)[:, None]
+    drift = rng.uniform(-1.0, 1.0, size=(1, 3))
+    amp = rng.uniform(-1.0, 1.0, size=(3, 3))
+    freq = rng.uniform(0.5, 3.0, size=(3, 3))
+    phase = rng.uniform(0.0, 2.0 * np.pi, size=(3, 3))
+    m = drift * t + sum(amp[h] * np.sin(2.0 * np.pi * freq[h] * t + phase[h]) for h in range(3))
+    m = m - m[:1]
+    peak = np.abs(m).max(axis=0, keepdims=True)
+    return m / np.where(peak > 0, peak, 1.0)
+
+
+@register_perturbation(
+    "mri_motion",
+    modalities=("mri",),
+    strength_range=(0.0, 20.0),
+    description="rigid patient motion during acquisition: k-space segments from moved copies",
+)
+def mri_motion(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+    """Motion artifact: blurring and ghosting from rigid movement between phase-encode lines.
+
+    Physics: k-space is filled line by line (or shot by shot in segmented sequences) over seconds to
+    minutes; if the patient moves, successive segments of k-space are samples of differently positioned
+    objects. Their inconsistency appears as blurring and as ghost-like replicas smeared along the
+    phase-encode direction (Zaitsev, Maclaren & Herbst, "Motion artifacts in MRI: a complex problem
+    with many partial solutions", JMRI 42 (2015) 887-901; Shaw et al., "MRI k-space motion artefact
+    augmentation", MIDL 2019).
+
+    Model: a segmented (multi-shot) acquisition with :math:`S \\sim U\\{4..16\\}` shots and interleaved
+    ordering -- shot :math:`j` acquires the lines :math:`k \\equiv j \\pmod S`, as in multi-shot turbo
+    spin echo -- so every shot samples all of k-space. During shot :math:`j` the object is rotated by
+    :math:`s\\,m_\\theta(t_j)` degrees and translated by :math:`s\\,(m_y(t_j), m_x(t_j))` pixels, where
+    :math:`m` is a smooth random trajectory over the acquisition (drift + three sinusoids per component,
+    peak 1, see :func:`motion_trajectory`) that is zero for the shot holding the k-space centre: the
+    image keeps its position (no label has to move) and the other shots are inconsistent with it.
+    Shot count, trajectory and phase-encode axis are drawn from ``rng``. ``strength`` :math:`s` is the
+    peak displacement (degrees and pixels).
+    """
+    n_shots = int(rng.integers(4, 17))
+    axis = int(rng.integers(0, 2))
+    shot = kspace_index(image.shape[axis]) % n_shots
+    times = (np.arange(n_shots) + 0.5) / n_shots
+    traj = motion_trajectory(times, rng)  # zero at shot 0, which holds k = 0
+    angles = strength * traj[:, 0]
+    shifts = strength * traj[:, 1:]
+    return _per_channel(image, lambda x: motion_kspace(x, shot, angles, shifts, axis))
+
+
+# ----------------------------------------------------------------------------------------------------
+# spike
+# ----------------------------------------------------------------------------------------------------
+
+
+def spike_kspace(x: np.ndarray, positions: np.ndarray, phases: np.ndarray, amplitude: float) -> np.ndarray:
+    """Magnitude image after adding spikes of ``amplitude`` x k-space DC at signed ``positions`` (ky, kx)."""
+    k = np.fft.fft2(x)
+    dc = np.abs(k[0, 0])
+    for (py, px), ph in zip(positions, phases):
+        k[py % x.shape[0], px % x.shape[1]] += amplitude * dc * np.exp(1j * ph)
+    return np.abs(np.fft.ifft2(k))
+
+
+def draw_spike_positions(shape: tuple[int, int], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """1-2 spike positions (signed k-space indices) at 10-45 % of the maximum frequency, and phases."""
+    n = int(rng.integers(1, 3))
+    radius = rng.uniform(0.10, 0.45, size=n)
+    angle = rng.uniform(0.0, 2.0 * np.pi, size=n)
+    py = np.rint(radius * np.sin(angle) * shape[0] / 2).astype(int)
+    px = np.rint(radius * np.cos(angle) * shape[1] / 2).astype(int)
+    px[(py == 0) & (px == 0)] = 1
+    phases = rng.uniform(0.0, 2.0 * np.pi, size=n)
+    return np.stack([py, px], axis=1), phases
+
+
+@register_perturbation(
+    "mri_spike",
+    modalities=("mri",),
+    strength_range=(0.0, 1.0),
+    description="k-space spike (bad data point): herringbone stripes over the whole image",
+)
+def mri_spike(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+    """Spike (herringbone / corduroy) artifact.
+
+    Physics: an electrostatic discharge, arcing of a loose gradient-coil contact or a faulty receiver
+    corrupts one or a few k-space samples with a large value. A single point in k-space is a plane wave
+    in the image, so the whole image is overlaid with stripes whose spacing and orientation are set by
+    the spike's position (Zhuo & Gullapalli 2006; Jin et al., "MRI artifact correction using sparse +
+    low-rank decomposition of annihilating filter-based Hankel matrix", MRM 78 (2017) 327).
+
+    Model: 1-2 spikes at :math:`|k| \\sim U(0.1, 0.45) k_{max}`, random direction and phase (drawn from
+    ``rng``), each of magnitude :math:`s\\,|K(0)|`, i.e. an added complex sinusoid of amplitude
+    :math:`s\\,\\bar x` in the image. ``strength`` :math:`s` is the spike relative to the k-space centre.
+    """
+    positions, phases = draw_spike_positions(image.shape[:2], rng)
+    return _per_channel(image, lambda x: spike_kspace(x, positions, phases, strength))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Gibbs truncation
+# ----------------------------------------------------------------------------------------------------
+
+
+def truncation_window(n: int, keep: float) -> np.ndarray:
+    """1-D k-space window keeping ``keep`` (fraction, 0-1] of the lines around the centre.
+
+    The cut-off :math:`k_c = \\text{keep}\\cdot (n/2 + 1)` is continuous: line :math:`k` has weight
+    :math:`\\mathrm{clip}(k_c - |k|, 0, 1)`, so the boundary line is weighted by the fractional part and the
+    image changes continuously with ``keep``; ``keep = 1`` keeps every line with weight 1.
+    """
+    kc = keep * (n / 2.0 + 1.0)
+    return np.clip(kc - np.abs(np.fft.fftfreq(n) * n), 0.0, 1.0)
+
+
+@register_perturbation(
+    "mri_gibbs",
+    modalities=("mri",),
+    strength_range=(0.0, 0.99),
+    description="k-space truncation: Gibbs ringing at sharp edges (and blurring)",
+)
+def mri_gibbs(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+    """Gibbs (truncation) ringing.
+
+    Physics: only a finite central part of k-space is acquired (matrix size). Truncating the Fourier
+    series of a sharp edge gives the Gibbs phenomenon: oscillations parallel to edges with ~9 %
+    overshoot and a period of two reconstructed pixels of the acquired matrix, plus loss of resolution
+    (Czervionke et al., "Characteristic features of MR truncation artifacts", AJR 151 (1988) 1219-1228;
+    Kellner et al., "Gibbs-ringing artifact removal based on local subvoxel-shifts", MRM 76 (2016) 1574).
+
+    Model: k-space multiplied by a separable box window keeping a fraction :math:`1 - s` of the
+    phase-encode lines and :math:`1 - a s` of the readout lines, :math:`a \\sim U(0.3, 1)` (scanners
+    usually truncate phase encoding more); phase-encode axis and :math:`a` drawn from ``rng``.
+    ``strength`` :math:`s` is the fraction of the phase-encode lines removed. Levels 4-5 on smooth images
+    need :math:`s > 0.95` (fewer than 8 lines kept), where the artifact is mostly blurring rather than
+    ringing.
+    """
+    axis = int(rng.integers(0, 2))
+    ratio = float(rng.uniform(0.3, 1.0))
+    keep = [1.0 - ratio * strength, 1.0 - ratio * strength]
+    keep[axis] = 1.0 - strength
+    wy = truncation_window(image.shape[0], keep[0])
+    wx = truncation_window(image.shape[1], keep[1])
+    window = wy[:, None] * wx[None, :]
+    return _per_channel(image, lambda x: np.abs(np.fft.ifft2(np.fft.fft2(x) * window)))

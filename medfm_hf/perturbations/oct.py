@@ -1,0 +1,328 @@
+"""Optical coherence tomography (OCT) B-scan artifacts.
+
+Geometry: rows are depth (the axial direction, :math:`z`, light coming from the top) and columns are
+A-scans (the lateral scan direction). The displayed value is the log-compressed backscattered
+intensity over a dynamic range of :math:`D = 40` dB: :math:`x = 1 + 10 \\log_{10}(I)/D`, i.e.
+:math:`I = 10^{D (x - 1)/10}` relative to the brightest pixel value. Attenuation, speckle and signal
+loss act on :math:`I` (or additively in dB) and the result is mapped back and clipped. The noise floor
+:math:`N_f` (the 5th percentile of :math:`I`, i.e. the vitreous/background level) is what a lost
+signal falls to. Colour inputs are processed channel by channel with the same draws.
+
+References: Drexler & Fujimoto (eds.), *Optical Coherence Tomography*, 2nd ed., Springer 2015;
+Chhablani, Krishnan & Sethi, "Artifacts in optical coherence tomography", Saudi J. Ophthalmol. 28
+(2014) 81-87; Schmitt, Xiang & Yung, "Speckle in optical coherence tomography", J. Biomed. Opt. 4
+(1999) 95-105.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from medfm_hf.perturbations.registry import from_float, register_perturbation, to_float
+
+DYNAMIC_RANGE_DB = 40.0
+FLOOR_PERCENTILE = 5.0
+
+
+def _per_channel(image: np.ndarray, fn: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Apply a float ``(H, W) -> (H, W)`` function to a grey image or to every channel of an RGB one."""
+    x = to_float(image)
+    out = fn(x) if x.ndim == 2 else np.stack([fn(x[..., c]) for c in range(x.shape[2])], axis=2)
+    return from_float(out, image.dtype)
+
+
+def to_linear(x: np.ndarray) -> np.ndarray:
+    """Display value -> linear intensity relative to full scale."""
+    return 10.0 ** (DYNAMIC_RANGE_DB * (x - 1.0) / 10.0)
+
+
+def to_display(intensity: np.ndarray) -> np.ndarray:
+    """Linear intensity -> display value (unclipped)."""
+    return 1.0 + 10.0 * np.log10(np.clip(intensity, 1e-12, None)) / DYNAMIC_RANGE_DB
+
+
+def noise_floor(intensity: np.ndarray) -> float:
+    """Noise-floor intensity of a B-scan (a low percentile of its linear intensities)."""
+    return float(np.percentile(intensity, FLOOR_PERCENTILE))
+
+
+def _smooth_top_hat(coord: np.ndarray, centre: float, half_width: float, edge: float) -> np.ndarray:
+    """1 inside ``|coord - centre| < half_width``, falling to 0 over ``edge`` pixels (logistic)."""
+    return 1.0 / (1.0 + np.exp((np.abs(coord - centre) - half_width) / max(edge, 1e-6)))
+
+
+def tissue_surface(x: np.ndarray, smooth: float = 2.0) -> np.ndarray:
+    """Depth (row) of the first tissue interface per A-scan: the first row above the column's mid-level."""
+    g = ndi.gaussian_filter(x, smooth)
+    lo = np.percentile(g, 10, axis=0)
+    hi = g.max(axis=0)
+    above = g >= (lo + 0.5 * (hi - lo))[None, :]
+    first = np.argmax(above, axis=0)
+    return np.where(above.any(axis=0), first, 0).astype(np.float64)
+
+
+# ----------------------------------------------------------------------------------------------------
+# shadow
+# ----------------------------------------------------------------------------------------------------
+
+
+def shadow_profile(
+    x: np.ndarray, centres: np.ndarray, half_widths: np.ndarray, starts: np.ndarray
+) -> np.ndarray:
+    """Shadow weight in [0, 1] per pixel: lateral soft top-hats starting at a depth per absorber.
+
+    ``starts[i]`` is the depth below the first tissue interface where absorber ``i``'s shadow begins
+    (``-inf`` for an absorber in the vitreous or the media, which shadows the whole A-scan).
+    """
+    h, w = x.shape
+    cols = np.arange(w, dtype=np.float64)
+    rows = np.arange(h, dtype=np.float64)[:, None]
+    surface = tissue_surface(x)
+    profile = np.zeros((h, w))
+    for c, hw, d in zip(centres, half_widths, starts):
+        lateral = _smooth_top_hat(cols, c, hw, 1.5)[None, :]
+        if np.isfinite(d):
+            axial = 1.0 / (1.0 + np.exp(-(rows - (surface[None, :] + d)) / 1.5))
+        else:
+            axial = np.ones((h, 1))
+        profile = np.maximum(profile, lateral * axial)
+    return profile
+
+
+@register_perturbation(
+    "oct_shadow",
+    modalities=("oct",),
+    strength_range=(0.0, 40.0),
+    description="A-scan shadowing below absorbers (vitreous floater / opacity, retinal vessels)",
+)
+def oct_shadow(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+    """Shadowing: signal loss in the A-scans beneath an absorbing or scattering structure.
+
+    Physics: light reaching a depth :math:`z` has passed everything above it twice; a vitreous floater
+    or a media opacity in the beam, or a retinal blood vessel, attenuates it (Beer-Lambert,
+    :math:`e^{-2\\mu_t \\ell}`), so every structure below appears dark in those A-scans -- a vertical
+    shadow band starting at the absorber (Chhablani et al. 2014; Drexler & Fujimoto 2015, ch. 2).
+
+    Model: one vitreous floater / opacity, width :math:`U(0.15, 0.4) W`, shadowing whole A-scans, plus
+    0-2 retinal vessels, width :math:`U(0.02, 0.05) W`, whose shadows start :math:`U(2, 12)` pixels
+    below the first tissue interface; centres :math:`\\sim U(0, W)`, soft lateral edges (all drawn from
+    ``rng``). In the shadow the signal above the noise floor is attenuated by :math:`s` dB,
+    :math:`I' = (I - N_f) 10^{-s a(z, c)/10} + N_f`, :math:`a \\in [0, 1]` the shadow profile.
+    ``strength`` :math:`s` is the round-trip attenuation in dB.
+
+    Severity: a shadow removes signal only under the absorbers; once it reaches the noise floor
+    (~30 dB) SSIM stops falling. Levels 4-5 would need most of the retina shadowed -- a global signal
+    loss rather than a shadow -- and are out of reach on most demo B-scans (measured rates in
+    ``docs/physics_ct_mri_xray_oct.md``).
+    """
+    w = image.shape[1]
+    n_vessels = int(rng.integers(0, 3))
+    centres = rng.uniform(0, w, size=1 + n_vessels)
+    half_widths = np.concatenate([rng.uniform(0.075, 0.2, size=1), rng.uniform(0.01, 0.025, size=n_vessels)]) * w
+    starts = np.concatenate([[-np.inf], rng.uniform(2.0, 12.0, size=n_vessels)])
+
+    def fn(x: np.ndarray) -> np.ndarray:
+        profile = shadow_profile(x, centres, half_widths, starts)
+        lin = to_linear(x)
+        floor = noise_floor(lin)
+        # only the signal above the noise floor is attenuated; readings below it are noise and stay
+        return to_display(np.minimum(lin, (lin - floor) * 10.0 ** (-strength * profile / 10.0) + floor))
+
+    return _per_channel(image, fn)
+
+
+# ----------------------------------------------------------------------------------------------------
+# blink
+# ----------------------------------------------------------------------------------------------------
+
+
+@register_perturbation(
+    "oct_blink",
+    modalities=("oct",),
+    strength_range=(0.0, 0.9),
+    description="blink / lost fixation: contiguous A-scans with no signal (noise floor only)",
+)
+def oct_blink(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+    """Blink artifact: A-scans acquired while the eyelid blocks the beam carry no signal.
+
+    Physics: during a blink (or when the pupil is lost) no light returns from the retina, so the A-scans
+    acquired in that interval contain only the detection noise floor; in a B-scan this is a band of
+    dark columns with sharp lateral edges (Chhablani et al. 2014; Spaide, Fujimoto & Waheed, "Image
+    artifacts in optical coherence tomography angiography", Retina 35 (2015) 2163).
+
+    Model: 1-2 blinks with centres :math:`\\sim U(0, W)` sharing the lost A-scans in random proportions
+    (drawn from ``rng``); lost columns are replaced by speckled noise floor :math:`N_f E`,
+    :math:`E \\sim \\mathrm{Exp}(1)` (drawn from ``rng``); the edge column is mixed by its fractional
+    coverage, so the image changes continuously. ``strength`` :math:`s` is the fraction of A-scans lost.
+    """
+    h, w = image.shape[:2]
+    n = int(rng.integers(1, 3))
+    centres = rng.uniform(0, w, size=n)
+    shares = rng.dirichlet(np.ones(n))
+    speckle = rng.exponential(1.0, size=(h, w))
+    cols = np.arange(w, dtype=np.float64)
+    lost = np.zeros(w)
+    for c, share in zip(centres, shares):
+        half = 0.5 * strength * share * w
+        c = float(np.clip(c, half, w - half))  # keep the blink inside the scan
+        lost = np.maximum(lost, np.clip(half + 0.5 - np.abs(cols + 0.5 - c), 0.0, 1.0))
+
+    def fn(x: np.ndarray) -> np.ndarray:
+        lin = to_linear(x)
+        floor = noise_floor(lin)
+        return to_display(lin * (1.0 - lost)[None, :] + floor * speckle * lost[None, :])
+
+    return _per_channel(image, fn)
+
+
+# ----------------------------------------------------------------------------------------------------
+# defocus
+# ----------------------------------------------------------------------------------------------------
+
+
+@register_perturbation(
+    "oct_defocus",
+    modalities=("oct",),
+    strength_range=(0.0, 3.0),
+    description="defocus: lateral blur from a widened beam and confocal signal loss",
+)
+def oct_defocus(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+    """Defocus: the retina lies outside the beam's focus.
+
+    Physics: OCT's axial resolution is set by the source bandwidth, but its lateral resolution by the
+    focused beam waist :math:`w_0`. Displaced by :math:`\\Delta z` from focus the Gaussian beam widens to
+    :math:`w = w_0\\sqrt{1 + (\\Delta z/z_R)^2}` (lateral blur) and the confocal (single-mode fibre)
+    collection efficiency drops as :math:`1/(1 + (\\Delta z/z_R)^2)` (dimmer image) (Drexler & Fujimoto
+    2015, ch. 2; Izatt et al., "Optical coherence microscopy in scattering media", Opt. Lett. 19 (1994)
+    590).
+
+    Model: with :math:`s = \\Delta z / z_R`, the linear intensity above the noise floor is blurred
+    laterally by a Gaussian of :math:`\\sigma = \\sigma_0 s` (the extra width,
+    :math:`\\sigma_0^2(1+s^2) - \\sigma_0^2`) and scaled by :math:`1/(1+s^2)`; the nominal lateral
+    resolution :math:`\\sigma_0 \\sim U(1, 2.5)` pixels and a small axial coupling
+    :math:`U(0, 0.15)\\sigma` are drawn from ``rng``. ``strength`` :math:`s` is the defocus in Rayleigh
+    ranges.
+    """
+    sigma0 = float(rng.uniform(1.0, 2.5))
+    axial = float(rng.uniform(0.0, 0.15))
+
+    def fn(x: np.ndarray) -> np.ndarray:
+        lin = to_linear(x)
+        floor = noise_floor(lin)
+        signal = np.clip(lin - floor, 0.0, None)
+        sigma = sigma0 * strength
+        blurred = ndi.gaussian_filter(signal, (axial * sigma, sigma), mode="reflect")
+        return to_display(blurred / (1.0 + strength**2) + floor)
+
+    return _per_channel(image, fn)
+
+
+# ----------------------------------------------------------------------------------------------------
+# motion (geometric)
+# ----------------------------------------------------------------------------------------------------
+
+
+def axial_motion_profile(width: int, rng: np.random.Generator) -> np.ndarray:
+    """Per-A-scan axial displacement (unit peak): a smooth random walk (drift, pulse) plus 0-2 saccade jumps."""
+    walk = np.cumsum(rng.standard_normal(width))
+    walk = ndi.gaussian_filter1d(walk, max(width / 40.0, 1.0), mode="nearest")
+    n_jumps = int(rng.integers(0, 3))
+    jump_at = rng.integers(1, max(width, 2), size=n_jumps)
+    jump_size = rng.normal(0.0, 1.0, size=n_jumps) * (np.abs(walk).max() + 1e-9)
+    cols = np.arange(width)
+    for at, size in zip(jump_at, jump_size):
+        walk = walk + size * (cols >= at)
+    walk -= walk.mean()
+    peak = np.abs(walk).max()
+    return walk / peak if peak > 0 else walk
+
+
+@register_perturbation(
+    "oct_motion",
+    modalities=("oct",),
+    strength_range=(0.0, 10.0),
+    description="axial eye motion between A-scans: columns displaced in depth (mask moves too)",
+    geometric=True,
+)
+def oct_motion(
+    image: np.ndarray, strength: float, rng: np.random.Generator, mask: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Axial motion artifact: A-scans displaced in depth by eye/head motion during the B-scan.
+
+    Physics: a B-scan is acquired A-scan by A-scan over tens of milliseconds; axial movement of the eye
+    (heartbeat, respiration, head drift, saccades) changes the path length to the retina between
+    A-scans, so each column is shifted in depth and the layers look wavy or broken (Chhablani et al.
+    2014; Kraus et al., "Motion correction in optical coherence tomography volumes on a per A-scan basis
+    using orthogonal scan patterns", Biomed. Opt. Express 3 (2012) 1182).
+
+    Model: column :math:`c` is translated in depth by :math:`s\\,m(c)` pixels (linear interpolation,
+    edge values repeated), :math:`m` a zero-mean smooth random walk with 0-2 saccade steps, unit peak
+    (drawn from ``rng``). The mask moves with the same displacement (nearest neighbour), so labels stay
+    on the anatomy. ``strength`` :math:`s` is the peak displacement in pixels.
+    """
+    h, w = image.shape[:2]
+    shift = strength * axial_motion_profile(w, rng)
+    src = np.arange(h, dtype=np.float64)[:, None] - shift[None, :]
+    src_c = np.clip(src, 0.0, h - 1.0)
+    lo = np.floor(src_c).astype(int)
+    hi = np.minimum(lo + 1, h - 1)
+    frac = src_c - lo
+    cols = np.arange(w)[None, :]
+
+    def fn(x: np.ndarray) -> np.ndarray:
+        return x[lo, cols] * (1.0 - frac) + x[hi, cols] * frac
+
+    out = _per_channel(image, fn)
+    moved = None
+    if mask is not None:
+        nearest = np.clip(np.rint(src), 0, h - 1).astype(int)
+        moved = np.asarray(mask, dtype=bool)[nearest, cols]
+    return out, moved
+
+
+# ----------------------------------------------------------------------------------------------------
+# speckle
+# ----------------------------------------------------------------------------------------------------
+
+
+def speckle_field(shape: tuple[int, int], grain: tuple[float, float], rng: np.random.Generator) -> np.ndarray:
+    """Fully developed speckle intensity (unit mean, exponential statistics) with grain ``(axial, lateral)`` px.
+
+    The sum of many random phasors: a circular complex Gaussian field low-pass filtered by the
+    system's PSF, squared magnitude (Goodman, *Speckle Phenomena in Optics*, 2007).
+    """
+    field = rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
+    field = ndi.gaussian_filter(field.real, grain) + 1j * ndi.gaussian_filter(field.imag, grain)
+    intensity = np.abs(field) ** 2
+    return intensity / intensity.mean()
+
+
+@register_perturbation(
+    "oct_speckle",
+    modalities=("oct",),
+    strength_range=(0.0, 1.5),
+    description="speckle: multiplicative exponential-statistics noise of coherent imaging (fewer averages)",
+)
+def oct_speckle(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+    """Speckle: coherent interference of light backscattered by sub-resolution scatterers.
+
+    Physics: every resolution cell holds many scatterers whose backscattered fields add with random
+    phases; the detected intensity is exponentially distributed (fully developed speckle, contrast 1)
+    and multiplies the mean reflectivity. Clinical B-scans average several registered frames to reduce
+    it; a single or poorly averaged frame shows the full grainy texture (Schmitt, Xiang & Yung 1999;
+    Goodman, *Speckle Phenomena in Optics*, Roberts 2007).
+
+    Model: :math:`I' = I\\, S^{s} / \\langle S^{s}\\rangle_{\\log}`, i.e. in dB an added
+    :math:`s\\,(10\\log_{10} S - \\overline{10\\log_{10} S})`, with :math:`S` a fully developed speckle
+    pattern of grain :math:`(U(0.6, 1.5), U(0.6, 2))` pixels (axial, lateral; drawn from ``rng``).
+    ``strength`` :math:`s`: 1 adds one look of fully developed speckle (5.6 dB standard deviation);
+    :math:`s > 1` (up to 1.5) raises the log-domain speckle variance beyond a single look; on the demo
+    B-scans level 5 is reached at :math:`s \\approx 1`, i.e. within physical single-look speckle.
+    """
+    grain = (float(rng.uniform(0.6, 1.5)), float(rng.uniform(0.6, 2.0)))
+    s_db = 10.0 * np.log10(np.clip(speckle_field(image.shape[:2], grain, rng), 1e-12, None))
+    s_db -= s_db.mean()
+    return _per_channel(image, lambda x: x + strength * s_db / DYNAMIC_RANGE_DB)
