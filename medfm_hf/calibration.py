@@ -61,7 +61,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from medfm_hf.perturbations import PerturbationError, get_perturbation
+from medfm_hf.perturbations import Perturbation, PerturbationError, get_perturbation
 from medfm_hf.perturbations.registry import check_image
 from medfm_hf.records import mask_to_bbox
 from medfm_hf.ssim import SSIMReference
@@ -182,7 +182,15 @@ def _check_levels(levels: tuple[int, ...] | list[int]) -> tuple[int, ...]:
 class _Search:
     """State of one calibration search (points evaluated, outputs kept, charges per level)."""
 
-    def __init__(self, image, pert, derived, mask, ref, levels):
+    def __init__(
+        self,
+        image: np.ndarray,
+        pert: Perturbation,
+        derived: int,
+        mask: np.ndarray | None,
+        ref: SSIMReference,
+        levels: tuple[int, ...],
+    ) -> None:
         self.image = image
         self.pert = pert
         self.derived = derived
@@ -233,6 +241,7 @@ class _Search:
         return min(hits, key=lambda p: abs(p[1] - centre)) if hits else None
 
     def bracket(self, level: int) -> tuple[tuple[float, float], tuple[float, float] | None]:
+        """(strongest point above the band, mildest point below it or None)."""
         lo, hi = BANDS[level]
         below = [(s, v) for s, v in self.points if v < lo]
         b = min(below) if below else None
@@ -240,7 +249,9 @@ class _Search:
         a = max(above)
         return a, b
 
-    def propose(self, a, b, target: float, bisect: bool) -> float:
+    def propose(
+        self, a: tuple[float, float], b: tuple[float, float], target: float, bisect: bool
+    ) -> float:
         """Next strength inside ``(a, b)`` aiming at SSIM ``target`` (secant in log-log)."""
         (sa, va), (sb, vb) = a, b
         dt = math.log(1.0 - target)
@@ -266,6 +277,7 @@ class _Search:
         return min(max(s, sb * 1e-3), sb * 0.9)
 
     def solve(self, level: int) -> None:
+        """Search ``level``'s bracket until a trial is in band, the band proves unreachable, or the cap."""
         lo, hi = BANDS[level]
         target = (lo + hi) / 2
         last_side = 0

@@ -216,6 +216,11 @@ def main(argv: list[str] | None = None) -> int:
         strip.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(pics / f"{name}.png", optimize=True)
         entries.append((name, rec.image_id, results))
     (out_dir / "perturbations.md").write_text(markdown(entries) + "\n")
+    if not args.names:  # a full run: drop strips of perturbations no longer registered
+        for stale in sorted(pics.glob("*.png")):
+            if stale.stem not in names:
+                stale.unlink()
+                print(f"removed stale {stale}")
     missed = sum(not r.in_band for _, _, rs in entries for r in rs)
     print(f"wrote {len(entries)} strips to {pics} and {out_dir / 'perturbations.md'} "
           f"({missed} of {5 * len(entries)} levels out of band)")

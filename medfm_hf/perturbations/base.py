@@ -19,9 +19,13 @@ import math
 import cv2
 import numpy as np
 
-from medfm_hf.perturbations.registry import ALL, from_float, register_perturbation, to_float
-
-__all__: list[str] = []
+from medfm_hf.perturbations.registry import (
+    ALL,
+    PerturbationError,
+    from_float,
+    register_perturbation,
+    to_float,
+)
 
 # ---------------------------------------------------------------------------------------------- helpers
 
@@ -308,8 +312,6 @@ def saturation(image: np.ndarray, strength: float, rng: np.random.Generator) -> 
     """
     del rng
     if image.ndim != 3:
-        from medfm_hf.perturbations.registry import PerturbationError
-
         raise PerturbationError("saturation applies to colour (H, W, 3) images only; got a grey image")
     x = to_float(image)
     grey = (x @ _LUMA)[..., None]

@@ -78,15 +78,14 @@ def derm_hair(image: np.ndarray, strength: float, rng: np.random.Generator) -> n
     **Model.** ``MAX_HAIRS`` hairs are drawn once from ``rng``: quadratic Bezier curves
     :math:`B(t) = (1-t)^2 p_0 + 2t(1-t)p_1 + t^2 p_2` with a random start :math:`p_0`, direction
     (a dominant combing direction plus spread), length 25-75 % of the side and curvature (the control
-    point :math:`p_1` offset sideways); width 1-3.5 px; opacity :math:`\alpha_k \in [0.75, 0.98]`;
-    melanin colour :math:`c_k` dark brown to black. ``strength`` :math:`s` is the hair count: hairs
-    :math:`k < \lfloor s \rfloor` are drawn whole, hair :math:`\lfloor s \rfloor` is drawn over the
-    first fraction :math:`s - \lfloor s\rfloor` of its length (so the count is continuous). Coverage
-    :math:`a_k(x)` is rendered at 4x supersampling and composited front to back,
+    point :math:`p_1` offset sideways) and width 1-3.5 px (at 256 px); one opacity
+    :math:`\alpha \in [0.75, 0.98]` and one melanin colour :math:`c` (dark brown to black) per image.
+    ``strength`` :math:`s` is the hair count: hairs :math:`k < \lfloor s \rfloor` are drawn whole, hair
+    :math:`\lfloor s \rfloor` over the first fraction :math:`s - \lfloor s\rfloor` of its length (so the
+    count is continuous). The union coverage :math:`a(x)` of the hairs, rendered at 4x supersampling,
+    is composited over the skin:
 
-    .. math:: I' = I \prod_k (1 - \alpha_k a_k) + \sum_k c_k\,\alpha_k a_k \prod_{j>k} (1 - \alpha_j a_j),
-
-    approximated by one coverage map per hair colour (all hairs share the per-image colour).
+    .. math:: I' = (1 - \alpha a)\, I + \alpha a\, c.
 
     Parameters
     ----------

@@ -62,7 +62,8 @@ def endo_specular(image: np.ndarray, strength: float, rng: np.random.Generator) 
     saturated white spots on folds and bumps (Arnold et al. 2010; Ali et al. 2020).
 
     **Model.** A mucosal height field :math:`z(x) = A\,\phi(x)` (:math:`\phi` a unit-variance Gaussian
-    random field, correlation length 4-8 % of the side, from ``rng``) gives normals
+    random field with correlation length :math:`\ell_c` = 4-8 % of the side, from ``rng``;
+    :math:`A = 0.6\,\ell_c`, slopes of order one) gives normals
     :math:`n = (-\nabla z, 1)/\lVert\cdot\rVert`. With light and view along the optical axis the
     Blinn-Phong half-vector is the axis, so the specular term is
     :math:`S(x) = n_z^{\,p}` with shininess :math:`p \in [6, 20]` (``rng``). Then
@@ -130,6 +131,11 @@ def endo_bubbles(
     is darkened by :math:`D_0 e^{-((1-\rho)/0.08)^2}` (:math:`D_0 \in [0.3, 0.5]`, ``rng``) and a highlight of
     the light colour (peak :math:`H \in [0.6, 0.9]`, ``rng``),
     :math:`H e^{-|p - c_k - 0.45 r_k u|^2 / (0.12 r_k)^2}` along a common direction :math:`u`, is added.
+
+    **Reach.** The demo mucosa is smooth and low-contrast, so what refraction does inside the bubbles
+    is nearly invisible to SSIM; only rims and glints count, and the black surround of the scope image
+    (about 28 % of the frame) never changes. A froth covering the whole field stops at SSIM 0.61-0.70:
+    measured in band on the demo test images L1-L4 100 %, L5 17 % (seed 0) / 0 % (seed 1).
 
     Parameters
     ----------

@@ -61,10 +61,10 @@ def fundus_haze(image: np.ndarray, strength: float, rng: np.random.Generator) ->
 
     .. math:: I' = F\,\Big[(1 - \beta)\,\tau\,(I * g_{\sigma_s}) + \beta\, V\,\ell\Big] + (1 - F)\, I,
 
-    where :math:`\sigma_s = 1 + s` px is the forward-scatter blur, :math:`\tau = (1, 0.95 - 0.05 s',
+    where :math:`\sigma_s = 1.2\,s` px is the forward-scatter blur, :math:`\tau = (1, 0.95 - 0.05 s',
     0.85 - 0.15 s')` (:math:`s' = \min(s, 1)`) the lens transmission (less blue), :math:`V = (L * g_{wide})`
     the veil (the illuminated field blurred over 15 % of the side, times a level drawn in
-    [0.7, 0.95]), :math:`\ell` a warm white and :math:`F` the field of view. Contrast falls as
+    [0.8, 1]), :math:`\ell = (1, 0.98, 0.93)` a warm white and :math:`F` the field of view. Contrast falls as
     :math:`1-\beta`.
 
     Parameters
@@ -85,17 +85,17 @@ def fundus_haze(image: np.ndarray, strength: float, rng: np.random.Generator) ->
     h, w = x.shape[:2]
     side = min(h, w)
     phi = _smooth_field(rng, (h, w), 0.15 * side)
-    level = rng.uniform(0.7, 0.95)
+    level = rng.uniform(0.8, 1.0)
     fov = fundus_field(x)
     opacity = np.clip(0.75 + 0.25 * phi, 0.4, 1.0)
     beta = (1.0 - np.exp(-strength * opacity))[..., None]
-    blurred = ndi.gaussian_filter(x, sigma=(1.0 + strength, 1.0 + strength, 0.0))
+    blurred = ndi.gaussian_filter(x, sigma=(1.2 * strength, 1.2 * strength, 0.0))
     veil = ndi.gaussian_filter(fov, 0.15 * side)
     veil = veil / max(float(veil.max()), 1e-9)
     sp = min(strength, 1.0)
     if x.shape[2] == 3:
         tau = np.array([1.0, 0.95 - 0.05 * sp, 0.85 - 0.15 * sp])
-        tint = np.array([1.0, 0.95, 0.8])
+        tint = np.array([1.0, 0.98, 0.93])
     else:
         tau, tint = np.array([0.95 - 0.05 * sp]), np.array([0.92])
     hazy = (1 - beta) * tau * blurred + beta * (level * veil)[..., None] * tint
@@ -121,7 +121,7 @@ def fundus_illumination(image: np.ndarray, strength: float, rng: np.random.Gener
     **Model.** A smooth log-illumination field in the field of view,
 
     .. math:: \psi(x) = g\cdot\frac{x - c}{R} - r_v\frac{|x - c|^2}{R^2} + 0.5\,\phi(x),
-              \qquad \psi \leftarrow \psi / \max|\psi|,
+              \qquad \psi \leftarrow \frac{\psi - \mathrm{med}\,\psi}{\max|\psi - \mathrm{med}\,\psi|},
 
     with a misalignment gradient :math:`g` (direction and size from ``rng``), a radial fall-off
     :math:`r_v` (``rng``) and a smooth random field :math:`\phi` (correlation length 20 % of the side,
@@ -130,6 +130,10 @@ def fundus_illumination(image: np.ndarray, strength: float, rng: np.random.Gener
     .. math:: I' = \mathrm{clip}(C(x)\, I, 0, 1).
 
     The black outside the field stays black (multiplicative).
+
+    **Reach.** On a retina with a bright, evenly lit field SSIM falls slowly (darkened regions keep
+    their structure): one demo image stays at SSIM 0.66 at 8 stops, so level 5 is measured in band on
+    83 % of the demo test images (seed 0; L1-L4 100 %).
 
     Parameters
     ----------

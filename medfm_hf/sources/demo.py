@@ -276,7 +276,10 @@ def _bg_dermoscopy() -> list[_Background]:
         rng = np.random.default_rng([SEED, 101, k])
         tone = np.array([205, 160, 140]) + rng.normal(0, 12, 3)
         field = _smooth_noise(rng, 40)[..., None] * 8 + _smooth_noise(rng, 2)[..., None] * 3
-        img = tone[None, None, :] + field * np.array([1.0, 0.9, 0.9])
+        # skin surface: a network of fine furrows (ridges of a band-passed noise field) and scattered pores
+        furrow = np.exp(-((_smooth_noise(rng, 3.0) / 0.18) ** 2))
+        pores = ndi.gaussian_filter((rng.random((SIZE, SIZE)) < 0.004).astype(np.float64), 0.8) * 12
+        img = tone[None, None, :] + field * np.array([1.0, 0.9, 0.9]) - (14 * furrow + 20 * pores)[..., None]
         out.append(_Background(np.clip(np.rint(img), 0, 255).astype(np.uint8),
                                {"background": "procedural:skin", "variant": k}, np.ones((SIZE, SIZE), bool)))
     return out
@@ -455,6 +458,20 @@ def _insert_lesion(modality: str, bg: _Background, rng: np.random.Generator) -> 
                        "lesion_radius": round(float(radius), 2)}
 
 
+#: white acquisition noise (grey levels, standard deviation) added after the lesion: sensor noise of video
+#: dermatoscopes/endoscopes/fundus cameras and quantum mottle of X-ray angiography. Procedural images (and
+#: the heavily downsampled fundus photograph) would otherwise be unrealistically smooth.
+ACQUISITION_NOISE = {"dermoscopy": 3.0, "endoscopy": 3.0, "fundus": 2.5, "angiography": 6.0}
+
+
+def _acquisition_noise(modality: str, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    sigma = ACQUISITION_NOISE.get(modality)
+    if not sigma:
+        return image
+    noisy = image.astype(np.float64) + rng.normal(0.0, sigma, image.shape)
+    return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
+
+
 def _phantom_mask(img: np.ndarray, variant: int) -> np.ndarray:
     """One of the phantom's constant-intensity ellipses (a connected component of one grey value)."""
     values = np.unique(img)
@@ -545,6 +562,9 @@ def _build_all() -> tuple[Record, ...]:
                 lesion_meta = {"lesion": "phantom ellipse (exact)"}
             else:
                 image, mask, lesion_meta = _insert_lesion(modality, bg, rng)
+                image = _acquisition_noise(modality, image, rng)
+                if modality in ACQUISITION_NOISE:
+                    lesion_meta["acquisition_noise_sigma"] = ACQUISITION_NOISE[modality]
             bbox = mask_to_bbox(mask)
             vlm = _vlm_fields(modality, mask, bbox, k, rng)
             meta = {**bg.meta, **lesion_meta, **vlm.pop("meta"), "licence": _licence_of(bg.meta)}

@@ -46,6 +46,16 @@ def test_module_doctests():
         assert result.attempted > 0 and result.failed == 0, mod.__name__
 
 
+def test_full_gallery_run_removes_stale_strips(tmp_path, monkeypatch):
+    gallery = _load("scripts/make_gallery.py")
+    monkeypatch.setattr(gallery, "list_perturbations", lambda: ["contrast"])
+    pics = tmp_path / "perturbations"
+    pics.mkdir()
+    (pics / "renamed_old.png").write_bytes(b"x")
+    assert gallery.main(["--out", str(tmp_path)]) == 0
+    assert sorted(p.name for p in pics.iterdir()) == ["contrast.png"]
+
+
 def test_gallery_picks_a_fitting_modality():
     gallery = _load("scripts/make_gallery.py")
     from medfm_hf.perturbations import get_perturbation, list_perturbations
