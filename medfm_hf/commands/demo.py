@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="demo_output", help="output folder (default: demo_output)")
     parser.add_argument("--num-proc", type=int, default=2, help="processes for the benchmark build")
-    parser.add_argument("--train-seconds", type=float, default=60.0, help="training time of the small SAM")
+    parser.add_argument("--train-seconds", type=float, default=90.0, help="training time of the small SAM")
     parser.add_argument("--perturbations", default="all", help="'all' or comma-separated names (for a quicker run)")
     parser.add_argument("--seed", type=int, default=0, help="global seed")
 
@@ -41,7 +41,7 @@ def _train_small_sam(out: str, seconds: float, seed: int) -> tuple[str, dict]:
     torch.manual_seed(seed)
     model = create_segmenter("sam", size="tiny", image_size=128, seed=seed)
     res = train_segmenter(model, load_demo("train"), load_demo("validation"), max_seconds=seconds, seed=seed,
-                          lr=5e-4, batch_size=8)
+                          lr=3e-3, batch_size=8)
     folder = os.path.join(out, "models", "small_sam")
     model.save_pretrained(folder)
     info = {"best_val_iou": res.best_val_iou, "best_step": res.best_step, "steps": res.steps,

@@ -128,7 +128,7 @@ def train_segmenter(
         bar.update()
         if step % eval_every == 0:
             v = _val_iou(model.eval(), val, batch_size)
-            history.append({"step": step, "val_iou": v, "loss": float(loss)})
+            history.append({"step": step, "val_iou": v, "loss": float(loss.detach())})
             if v > best[0]:
                 best = (v, step, copy.deepcopy(model.state_dict()))
     bar.close()

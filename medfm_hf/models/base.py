@@ -150,10 +150,6 @@ class Segmenter(nn.Module):
         """Named parameter groups: ``image_encoder.block{i}``, ``adapters``, ``prompt_encoder``, ``mask_decoder``."""
         raise NotImplementedError
 
-    def train(self, mode: bool = True) -> Segmenter:
-        """Switch mode (the adapters are built in eval mode; fine-tuning code may switch them)."""
-        return super().train(mode)
-
     @property
     def device(self) -> torch.device:
         for p in self.parameters():
@@ -179,7 +175,12 @@ def init_weights_(module: nn.Module, seed: int = 0) -> nn.Module:
     with torch.no_grad():
         for name, p in module.named_parameters():
             leaf = name.rsplit(".", 1)[-1]
-            if leaf.startswith("rel_pos") or leaf in ("pos_embed", "bias"):
+            if leaf in ("positional_embedding", "positional_encoding_gaussian_matrix"):
+                # SAM's random Fourier features (a Parameter in transformers' SamModel): N(0, 1) as in SAM's
+                # PositionEmbeddingRandom. At N(0, 0.02) every position gets almost the same code and a
+                # model trained from scratch cannot localise its box prompt.
+                normal_(p, 1.0)
+            elif leaf.startswith("rel_pos") or leaf in ("pos_embed", "bias"):
                 p.zero_()
             elif p.ndim == 1:  # a norm's scale (linear/conv weights and embeddings are >= 2-D)
                 p.fill_(1.0)
