@@ -320,6 +320,23 @@ def test_oct_shadow_darkens_only_below_the_absorber():
     assert np.abs(d[:28, cols]).mean() < 0.3 * np.abs(d[60:85, cols]).mean()
 
 
+def test_oct_shadow_of_a_denser_opacity_is_deeper_and_wider():
+    """Beer-Lambert through a diffuse opacity: more density darkens the same A-scans more and, once the
+    core is at the noise floor, extends the fully shadowed band into the haze (never the whole scan at
+    once, never brighter)."""
+    img = _u16(_bscan(np.random.default_rng(0)))
+    retina = slice(60, 85)
+    x = to_float(img)
+    drops = []
+    for s in (10.0, 40.0, 400.0):
+        d = to_float(_apply("oct_shadow", img, s, seed=3)) - x
+        assert np.all(d <= 1e-6)
+        drops.append(-d[retina].mean(axis=0))  # per-A-scan signal loss in the retina
+    assert np.all(drops[1] >= drops[0] - 1e-6) and np.all(drops[2] >= drops[1] - 1e-6)
+    dark = [int((v > 0.5 * drops[2].max()).sum()) for v in drops]
+    assert dark[0] < dark[1] < dark[2] < N  # the strongly shadowed band widens, but A-scans stay lit
+
+
 def test_oct_blink_loses_the_expected_fraction_of_ascans():
     img = _u16(_bscan(np.random.default_rng(1)))
     for s in (0.2, 0.5):
