@@ -61,8 +61,8 @@ def fundus_haze(image: np.ndarray, strength: float, rng: np.random.Generator) ->
 
     .. math:: I' = F\,\Big[(1 - \beta)\,\tau\,(I * g_{\sigma_s}) + \beta\, V\,\ell\Big] + (1 - F)\, I,
 
-    where :math:`\sigma_s = 1.2\,s` px is the forward-scatter blur, :math:`\tau = (1, 0.95 - 0.05 s',
-    0.85 - 0.15 s')` (:math:`s' = \min(s, 1)`) the lens transmission (less blue), :math:`V = (L * g_{wide})`
+    where :math:`\sigma_s = 1.2\,s` px is the forward-scatter blur, :math:`\tau = (1, 1 - 0.05 s',
+    1 - 0.15 s')` (:math:`s' = \min(s, 1)`) the lens transmission (less blue), :math:`V = (L * g_{wide})`
     the veil (the illuminated field blurred over 15 % of the side, times a level drawn in
     [0.8, 1]), :math:`\ell = (1, 0.98, 0.93)` a warm white and :math:`F` the field of view. Contrast falls as
     :math:`1-\beta`.
@@ -94,10 +94,10 @@ def fundus_haze(image: np.ndarray, strength: float, rng: np.random.Generator) ->
     veil = veil / max(float(veil.max()), 1e-9)
     sp = min(strength, 1.0)
     if x.shape[2] == 3:
-        tau = np.array([1.0, 0.95 - 0.05 * sp, 0.85 - 0.15 * sp])
+        tau = np.array([1.0, 1.0 - 0.05 * sp, 1.0 - 0.15 * sp])
         tint = np.array([1.0, 0.98, 0.93])
     else:
-        tau, tint = np.array([0.95 - 0.05 * sp]), np.array([0.92])
+        tau, tint = np.array([1.0 - 0.07 * sp]), np.array([0.92])
     hazy = (1 - beta) * tau * blurred + beta * (level * veil)[..., None] * tint
     f = fov[..., None]
     out = f * hazy + (1 - f) * x

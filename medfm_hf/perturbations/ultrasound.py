@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage as ndi
+from scipy.interpolate import CubicSpline
+from scipy.special import ndtr
 
 from medfm_hf.perturbations.registry import from_float, register_perturbation, to_float
 
@@ -74,12 +76,15 @@ def us_shadowing(image: np.ndarray, strength: float, rng: np.random.Generator) -
     :math:`s \in [0, 1]` reflector *k* spans :math:`w_k = s W_k`: a larger obstruction blocks more
     scan lines, up to a rib cage or bowel gas that hides most of the field. Its shadow mask is
 
-    .. math:: M_k(x, z) = \mathrm{clip}\Big(\tfrac{w_k/2 - |x - x_k|}{\sigma_b} + \tfrac12, 0, 1\Big)
+    .. math:: M_k(x, z) = \Big[\Phi\Big(\tfrac{w_k/2 - |x - x_k|}{\sigma_b}\Big)
+              - \Phi\Big(\tfrac{-w_k/2 - |x - x_k|}{\sigma_b}\Big)\Big]
               \cdot \mathbb{1}[z > z_k + 2\sigma_p],
 
-    with a beam-width penumbra :math:`\sigma_b` (1 % of the width + 1 px) and the pulse length
+    the obstruction seen through a Gaussian beam of width :math:`\sigma_b` (1 % of the width + 1 px;
+    :math:`\Phi` the normal CDF, so the shadow fades in continuously from :math:`w_k = 0`) and the pulse length
     :math:`\sigma_p`. Each reflector returns a bright echo :math:`E_k\,\phi(z - z_k)` (Gaussian pulse
-    profile :math:`\phi`, :math:`E_k \in [0.75, 1]` from ``rng``) and attenuates everything distal to it
+    profile :math:`\phi`, :math:`E_k \in [0.75, 1]` from ``rng``; only where the frame holds echoes, not
+    outside a sector) and attenuates everything distal to it
     by :math:`A_k` dB (35-60 dB, from ``rng``); losses along a scan line add in dB, so in the log
     display
 
@@ -127,10 +132,14 @@ def us_shadowing(image: np.ndarray, strength: float, rng: np.random.Generator) -
     for k in range(n):
         top = _tissue_top(lum, centres[k] - max_widths[k] / 2, centres[k] + max_widths[k] / 2)
         z_k = top + (0.03 + 0.22 * depth_u[k]) * (h - top)
-        lateral = np.clip((strength * max_widths[k] / 2 - np.abs(cols - centres[k])) / penumbra + 0.5, 0, 1)
+        # the obstruction (a box of width s*W_k) seen through a Gaussian beam of width penumbra
+        half_k, dx = strength * max_widths[k] / 2, np.abs(cols - centres[k])
+        lateral = ndtr((half_k - dx) / penumbra) - ndtr((-half_k - dx) / penumbra)
         below = np.clip(rows - (z_k + 2.0 * pulse) + 0.5, 0.0, 1.0)  # distal to the reflector's own echo
         loss_db += atten_db[k] * below * lateral[None, :]
         echo_line = np.maximum(echo_line, echo[k] * np.exp(-0.5 * ((rows - z_k) / pulse) ** 2) * lateral)
+    # reflectors sit in tissue: no echo is drawn where the frame holds no signal (outside a sector scan)
+    echo_line *= np.clip(ndi.uniform_filter(lum, size=9) / 0.03, 0.0, 1.0)
     # the reflectors' echoes are part of the received signal: deeper ones are attenuated by shallower ones
     out = np.maximum(x, echo_line[..., None]) - (loss_db / DYNAMIC_RANGE_DB)[..., None]
     return from_float(out.reshape(image.shape), image.dtype)
@@ -251,8 +260,6 @@ def us_gain(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.
     numpy.ndarray
         The image with the gain error, same dtype and shape.
     """
-    from scipy.interpolate import CubicSpline
-
     x = _channels(to_float(image))
     h = x.shape[0]
     sliders = rng.standard_normal(8)
