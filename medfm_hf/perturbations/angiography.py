@@ -75,12 +75,12 @@ def angio_haze(image: np.ndarray, strength: float, rng: np.random.Generator) -> 
     veil-to-primary ratio (scatter-to-primary ratios of 1-5 are usual in cardiac angiography without a
     grid; glare adds to it).
 
-    Severity: as :math:`s \\to \\infty` the frame tends to the fully veiled image :math:`h * x`. The
-    demo angiograms are mostly smooth background, which a veil barely changes in SSIM's terms, so
-    SSIM bottoms out at 0.72-0.78: levels 4-5 are out of reach on them (measured rates in
-    ``docs/physics_ct_mri_xray_oct.md``). A fixed-gain model without the brightness control reaches
-    level 4 only by saturating the frame to white, i.e. by turning haze into over-exposure, so it is
-    not used.
+    Severity: as :math:`s \\to \\infty` the frame tends to the fully veiled image :math:`h * x`. The veil
+    washes out the quantum mottle and fine structure of a real (noisy) angiogram, so all five bands are
+    reached on the demo angiograms (100 % of cells; ``docs/perturbation_benchmark.md``). On a noise-free,
+    mostly smooth frame SSIM would bottom out near 0.72-0.78 and levels 4-5 would be out of reach. A
+    fixed-gain model without the brightness control would reach deep levels only by saturating the frame
+    to white, i.e. by turning haze into over-exposure, so it is not used.
     """
     size = max(image.shape[:2])
     sigma = float(rng.uniform(0.05, 0.12)) * size
@@ -149,10 +149,10 @@ def angio_motion(image: np.ndarray, strength: float, rng: np.random.Generator) -
     its mean, so the anatomy is not displaced on average and no label moves). ``strength`` :math:`s` is
     the peak excursion in pixels.
 
-    Severity: blur only changes the vessels and edges; the large smooth background of an angiogram keeps
-    SSIM's structure term near 1, so SSIM levels off at 0.68-0.80 on the demo images once the smear is
-    wider than the vessels (~20 px). Level 4 is reached on few demo images and level 5 on none
-    (measured rates in ``docs/physics_ct_mri_xray_oct.md``); faking it would need a different artifact.
+    Severity: blur changes the vessels, the edges and the quantum mottle of the frame; on the demo angiograms
+    (which carry X-ray quantum noise) all five bands are reached (100 % of cells;
+    ``docs/perturbation_benchmark.md``). On a noise-free frame that is mostly smooth background, SSIM would
+    level off near 0.68-0.80 once the smear is wider than the vessels (~20 px).
     """
     path = motion_path(rng)
     return _per_channel(image, lambda x: motion_blur_image(x, strength * path))
