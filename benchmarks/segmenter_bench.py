@@ -9,8 +9,9 @@ images (256 x 256):
 * reference: the original ``segment-anything`` implementation on the same weights (SAM path: batched image
   encoder + its one-image-at-a-time decoder), images/s at the same batch sizes.
 
-Default CPU run stays around 3 minutes: ViT-B rows use a batch of 2 and a single timed repeat, and their attacks
-are FGSM plus a PGD of ``--vitb-pgd-steps`` (1) steps (per-step cost; ``--device cuda`` runs the full level).
+Default CPU run stays around 3 minutes: ViT-B rows use a batch of 2 and a single timed repeat; the 1024-px
+ViT-B rows (seconds per image on a CPU) skip the warm-up call and the attacks unless ``--vitb-attacks``
+(then PGD runs ``--vitb-pgd-steps``, default 1, steps). On a GPU every row runs the full level.
 Run::
 
     python benchmarks/segmenter_bench.py                 # CPU
@@ -108,6 +109,8 @@ def main() -> None:
     ap.add_argument("--vitb-pgd-steps", type=int, default=None,
                     help="PGD steps for ViT-B rows (default 1 on CPU, the level's steps on GPU)")
     ap.add_argument("--skip-vitb", action="store_true", help="tiny configs only")
+    ap.add_argument("--vitb-attacks", action="store_true",
+                    help="also time attacks on the 1024-px ViT-B rows (default on GPU; minutes on a CPU)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     args = ap.parse_args()
     if args.threads:
@@ -135,38 +138,52 @@ def main() -> None:
     print("-" * len(header))
     for name, label, kw, big in configs:
         batch = (args.vitb_batch or (8 if gpu else 2)) if big else args.batch
+        slow = big and not gpu and label.endswith("1024")  # a 1024-px ViT-B on a CPU: seconds per image
         reps = 1 if (big and not gpu) else args.repeats
         steps = (args.vitb_pgd_steps or (level_steps if gpu else 1)) if big else level_steps
-        model = create_segmenter(name, device=dev, **kw)
-        x, boxes, masks = demo_batch(batch, dev)
-        model.predict(x[:1], boxes[:1])  # warm-up (allocations, kernel selection)
-        t1 = timed(lambda m=model: m.predict(x[:1], boxes[:1]), dev, reps)
-        tn = timed(lambda m=model: m.predict(x, boxes), dev, reps)
-        row = f"{name:<10} {label:<11} {1 / t1:>10.2f} {batch / tn:>10.2f} {batch:>3} "
-        if name == "sam":
-            ref = reference_sam(model, dev)
-            ref(x[:1], boxes[:1])
-            r1 = timed(lambda: ref(x[:1], boxes[:1]), dev, reps)
-            rn = timed(lambda: ref(x, boxes), dev, reps)
-            diff = float((ref(x, boxes) - model.predict(x, boxes)).abs().max())
-            row += f"{1 / r1:>14.2f} {batch / rn:>14.2f} "
-        else:
-            diff = None
-            row += f"{'-':>14} {'-':>14} "
-        if model.differentiable:
-            gen = torch.Generator().manual_seed(0)
-            tf = timed(lambda m=model: fgsm(m, x, boxes, masks, eps), dev, 1 if big else args.repeats)
-            tp = timed(lambda m=model: pgd(m, x, boxes, masks, eps, steps, generator=gen), dev, 1)
-            row += f"{tf / tn:>9.1f} {tp / tn:>8.1f} {steps:>9}"
-        else:
-            row += f"{'n/a':>9} {'n/a':>8} {'-':>9}"
+        attacks = not slow or args.vitb_attacks
+        row, diff = bench_one(name, label, kw, batch=batch, reps=reps, steps=steps, eps=eps, device=dev,
+                              warmup=not slow, attacks=attacks)
         print(row, flush=True)
         if diff is not None:
             print(f"{'':<22}(max |ours - segment-anything| on this batch: {diff:.2e})", flush=True)
-        del model
         if gpu:
             torch.cuda.empty_cache()
 
+
+def bench_one(
+    name: str, label: str, kw: dict, *, batch: int, reps: int, steps: int, eps: float, device: str,
+    warmup: bool = True, attacks: bool = True,
+) -> tuple[str, float | None]:
+    """One table row: throughput at batch 1 and ``batch``, the reference's, and attack cost / clean forward."""
+    model = create_segmenter(name, device=device, **kw)
+    x, boxes, masks = demo_batch(batch, device)
+    if warmup:
+        model.predict(x[:1], boxes[:1])  # warm-up (allocations, kernel selection)
+    t1 = timed(lambda: model.predict(x[:1], boxes[:1]), device, reps)
+    tn = timed(lambda: model.predict(x, boxes), device, reps)
+    row = f"{name:<10} {label:<11} {1 / t1:>10.2f} {batch / tn:>10.2f} {batch:>3} "
+    diff = None
+    if name == "sam":
+        ref = reference_sam(model, device)
+        if warmup:
+            ref(x[:1], boxes[:1])
+        r1 = timed(lambda: ref(x[:1], boxes[:1]), device, reps)
+        rn = timed(lambda: ref(x, boxes), device, reps)
+        diff = float((ref(x, boxes) - model.predict(x, boxes)).abs().max())
+        row += f"{1 / r1:>14.2f} {batch / rn:>14.2f} "
+    else:
+        row += f"{'-':>14} {'-':>14} "
+    if model.differentiable and attacks:
+        gen = torch.Generator().manual_seed(0)
+        tf = timed(lambda: fgsm(model, x, boxes, masks, eps), device, reps)
+        tp = timed(lambda: pgd(model, x, boxes, masks, eps, steps, generator=gen), device, 1)
+        row += f"{tf / tn:>9.1f} {tp / tn:>8.1f} {steps:>9}"
+    elif model.differentiable:
+        row += f"{'skipped':>9} {'skipped':>8} {'-':>9}"
+    else:
+        row += f"{'n/a':>9} {'n/a':>8} {'-':>9}"
+    return row, diff
 
 if __name__ == "__main__":
     main()

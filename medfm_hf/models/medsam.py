@@ -103,7 +103,7 @@ class MedSAM(HFSamSegmenter):
         """Foreground probabilities ``(B, H, W)``; differentiable with respect to ``images``."""
         images, boxes = check_batch(images, boxes, "medsam")
         pixel_values, model_boxes = self.preprocess(images, boxes)
-        logits = self.decode(pixel_values, model_boxes)
+        logits = self.low_res_logits(pixel_values, model_boxes)
         probs = torch.sigmoid(logits)[:, None]
         return F.interpolate(probs, size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
 

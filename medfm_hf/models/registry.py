@@ -77,7 +77,8 @@ def segmenter_spec(name: str) -> SegmenterSpec:
 def create_segmenter(
     name: str, checkpoint: str | None = None, device: str | torch.device | None = None, **kw
 ) -> Segmenter:
-    """Build segmenter ``name`` from ``checkpoint`` (a local file/folder or a Hub id), in eval mode.
+    """Build segmenter ``name`` from ``checkpoint`` (a local file/folder or a Hub id), in eval mode with
+    ``requires_grad=False`` on every parameter (a fine-tuning strategy switches on the groups it trains).
 
     Parameters
     ----------

@@ -59,7 +59,7 @@ class SAM(HFSamSegmenter):
         s = self.image_size
         pixel_values, (h, w) = sam_preprocess(images, s)
         scale = torch.tensor([w / W, h / H, w / W, h / H], dtype=boxes.dtype, device=boxes.device)
-        logits = self.decode(pixel_values, boxes * scale)[:, None]
+        logits = self.low_res_logits(pixel_values, boxes * scale)[:, None]
         logits = F.interpolate(logits, size=(s, s), mode="bilinear", align_corners=False)[..., :h, :w]
         logits = F.interpolate(logits, size=(H, W), mode="bilinear", align_corners=False)
         return torch.sigmoid(logits[:, 0])

@@ -242,7 +242,7 @@ class HFSamSegmenter(Segmenter):
         self.image_size = int(model.config.vision_config.image_size)
         self.eval()
 
-    def decode(self, pixel_values: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    def low_res_logits(self, pixel_values: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
         """Low-resolution mask logits ``(B, s, s)`` for model-space ``pixel_values`` and ``boxes``."""
         out = self.model(pixel_values=pixel_values, input_boxes=boxes[:, None, :], multimask_output=self.multimask_output)
         masks = out.pred_masks[:, 0]  # (B, M, s, s)

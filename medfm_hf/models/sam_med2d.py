@@ -457,16 +457,26 @@ class SamMed2D(Segmenter):
     def forward(self, images: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
         """Foreground probabilities ``(B, H, W)``; differentiable with respect to ``images``."""
         images, boxes = check_batch(images, boxes, "sam_med2d")
-        H, W = images.shape[-2:]
+        x, model_boxes, hw = self.preprocess(images, boxes)
+        return self.decode(self.image_encoder(x), model_boxes, hw, tuple(images.shape[-2:]))
+
+    def embed(self, images: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple, tuple]:
+        """The image-encoder half of :meth:`forward`: ``(embeddings, model boxes, (h, w), (H, W))`` for
+        :meth:`decode` (lets a decoder-only fine-tuning cache the embeddings)."""
+        images, boxes = check_batch(images, boxes, "sam_med2d")
+        x, model_boxes, hw = self.preprocess(images, boxes)
+        return self.image_encoder(x), model_boxes, hw, tuple(images.shape[-2:])
+
+    def decode(self, emb: torch.Tensor, model_boxes: torch.Tensor, hw: tuple, out_hw: tuple) -> torch.Tensor:
+        """The prompt/decoder half of :meth:`forward`: probabilities ``(B, H, W)`` from image embeddings."""
         s = self.image_size
-        x, model_boxes, (h, w) = self.preprocess(images, boxes)
-        emb = self.image_encoder(x)
+        h, w = hw
         sparse, dense = self.prompt_encoder(model_boxes)
         masks, iou = self.mask_decoder(emb, self.prompt_encoder.dense_pe(), sparse, dense, self.multimask_output)
         if masks.shape[1] > 1:
             masks = masks[torch.arange(masks.shape[0], device=masks.device), iou.argmax(dim=1)][:, None]
         logits = F.interpolate(masks, size=(s, s), mode="bilinear", align_corners=False)[..., :h, :w]
-        logits = F.interpolate(logits, size=(H, W), mode="bilinear", align_corners=False)
+        logits = F.interpolate(logits, size=out_hw, mode="bilinear", align_corners=False)
         return torch.sigmoid(logits[:, 0])
 
     def trainable_groups(self) -> dict[str, list[nn.Parameter]]:
