@@ -31,6 +31,9 @@ def write_demo_report(out: str, runs: dict, train_info: dict, build: dict, in_ba
                              "in_band": (g["in_band_rate"] * g["cells"]).sum() / g["cells"].sum(),
                              "evals_per_cell": (g["evaluations_per_cell"] * g["cells"]).sum() / g["cells"].sum()}),
         include_groups=False).reset_index()
+    per_pert["cells"] = per_pert["cells"].astype(int)
+    per_pert["in_band"] = per_pert["in_band"].map(lambda v: f"{v:.1%}")
+    per_pert["evals_per_cell"] = per_pert["evals_per_cell"].map(lambda v: f"{v:.2f}")
     sections = []
     for name, res in runs.items():
         sections.append(f"### {name}\n\n{_fmt(res['summary'])}\n\n![severity curves]({figs[name]})\n")

@@ -49,11 +49,11 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     other = df[df["kind"] != "clean"]
     per = []
     for (kind, name), g in other.groupby(["kind", "name"], sort=False):
-        lv = g.groupby("level")[["iou", "dice", "iou_drop", "dice_drop"]].mean()
+        lv = g.groupby("level")[["iou", "dice", "iou_drop", "dice_drop", "clean_iou"]].mean()
+        clean_same = lv["clean_iou"].mean()  # clean IoU of the same images (a config may hold some modalities)
         per.append({"name": name, "kind": kind, "levels": len(lv), "n": len(g), "iou": lv["iou"].mean(),
-                    "dice": lv["dice"].mean(), "iou_drop": lv["iou_drop"].mean(), "dice_drop": lv["dice_drop"].mean()})
-    for r in per:
-        r["rel_iou_drop"] = r["iou_drop"] / rows[0]["iou"] if rows[0]["iou"] else float("nan")
+                    "dice": lv["dice"].mean(), "iou_drop": lv["iou_drop"].mean(), "dice_drop": lv["dice_drop"].mean(),
+                    "rel_iou_drop": lv["iou_drop"].mean() / clean_same if clean_same else float("nan")})
     rows += per
     if per:
         avg = {k: float(np.mean([r[k] for r in per])) for k in ("iou", "dice", "iou_drop", "dice_drop", "rel_iou_drop")}
