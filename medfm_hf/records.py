@@ -158,6 +158,20 @@ def decode_png(data: bytes) -> np.ndarray:
     return arr
 
 
+def png_shape(data: bytes) -> tuple[int, ...] | None:
+    """``(H, W)`` or ``(H, W, C)`` read from a PNG header without decoding; ``None`` if not a PNG.
+
+    Colour types: 0 grey, 2 RGB, 3 palette (decoded as RGB), 4 grey + alpha, 6 RGBA.
+    """
+    if len(data) < 26 or data[:8] != b"\x89PNG\r\n\x1a\n":
+        return None
+    w, h = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    channels = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}.get(data[25])
+    if channels is None:
+        return None
+    return (h, w) if channels == 1 else (h, w, channels)
+
+
 def clean_features():
     """The :class:`datasets.Features` of a clean record row."""
     from datasets import Features, Image, List, Value
@@ -212,15 +226,14 @@ def row_to_record(row: dict[str, Any]) -> Record:
     )
 
 
-def write_records_parquet(records: list[Record], path: str, *, features=None) -> None:
-    """Write records to one parquet file atomically (temp file + rename), deterministic bytes."""
+def write_rows_parquet(rows: list[dict[str, Any]], path: str, features) -> None:
+    """Write dataset rows to one parquet file atomically (temp file + rename), deterministic bytes."""
     import os
 
     from datasets import Dataset
     from datasets.utils.logging import disable_progress_bar, enable_progress_bar, is_progress_bar_enabled
 
-    feats = features or clean_features()
-    ds = Dataset.from_list([r.to_row() for r in records], features=feats)
+    ds = Dataset.from_list(rows, features=features)
     tmp = f"{path}.tmp-{os.getpid()}"
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     was_enabled = is_progress_bar_enabled()
@@ -231,6 +244,11 @@ def write_records_parquet(records: list[Record], path: str, *, features=None) ->
         if was_enabled:
             enable_progress_bar()
     os.replace(tmp, path)
+
+
+def write_records_parquet(records: list[Record], path: str, *, features=None) -> None:
+    """Write records (as :meth:`Record.to_row` rows) with :func:`write_rows_parquet`."""
+    write_rows_parquet([r.to_row() for r in records], path, features or clean_features())
 
 
 def read_records_parquet(path: str) -> list[Record]:

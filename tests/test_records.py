@@ -79,3 +79,13 @@ def test_parquet_round_trip(tmp_path):
     (back,) = read_records_parquet(p)
     assert np.array_equal(back.image, r.image) and np.array_equal(back.mask, r.mask)
     assert back.bbox == r.bbox and back.options == r.options and back.meta == r.meta
+
+
+@pytest.mark.parametrize("shape,dtype", [((9, 11), np.uint8), ((9, 11), np.uint16), ((9, 11, 3), np.uint8),
+                                          ((9, 11, 3), np.uint16)])
+def test_png_shape_from_header(shape, dtype):
+    from medfm_hf.records import png_shape
+
+    data = encode_png(np.zeros(shape, dtype))
+    assert png_shape(data) == decode_png(data).shape == shape
+    assert png_shape(b"\xff\xd8\xff not a png") is None

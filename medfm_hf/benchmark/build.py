@@ -24,7 +24,7 @@ import numpy as np
 from medfm_hf import __version__
 from medfm_hf.benchmark.features import config_name, perturbed_features
 from medfm_hf.dataset_io import atomic_write_text, split_path
-from medfm_hf.records import Record, mask_to_bbox, read_records_parquet
+from medfm_hf.records import Record, mask_to_bbox, read_records_parquet, write_rows_parquet
 
 logger = logging.getLogger(__name__)
 
@@ -202,18 +202,7 @@ def _write_perturbed(recs: list[Record], path: str) -> None:
                     "ssim": cal["ssim"], "in_band": cal["in_band"], "seed": cal["seed"],
                     "evaluations": cal["evaluations"]})
         rows.append(row)
-    _write_rows(rows, feats, path)
-
-
-def _write_rows(rows: list[dict], feats, path: str) -> None:
-    from datasets import Dataset
-    from datasets.utils.logging import disable_progress_bar
-
-    disable_progress_bar()
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    Dataset.from_list(rows, features=feats).to_parquet(tmp)
-    os.replace(tmp, path)
+    write_rows_parquet(rows, path, feats)
 
 
 def _shard_job(job: tuple) -> dict:

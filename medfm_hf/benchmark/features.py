@@ -35,3 +35,19 @@ def parse_config_name(config: str) -> tuple[str, int] | None:
     if sep and tail.isdigit() and head:
         return head, int(tail)
     return None
+
+
+def parse_levels(text: str) -> list[int]:
+    """``"1-5"``, ``"1,3,5"`` or ``"2"`` -> sorted list of levels in 1-5."""
+    out: set[int] = set()
+    for part in text.split(","):
+        part = part.strip()
+        if "-" in part:
+            a, b = part.split("-", 1)
+            out.update(range(int(a), int(b) + 1))
+        elif part:
+            out.add(int(part))
+    bad = sorted(v for v in out if v not in (1, 2, 3, 4, 5))
+    if bad or not out:
+        raise ValueError(f"levels must be within 1-5 (e.g. 1-5 or 1,3,5), got {text!r}")
+    return sorted(out)

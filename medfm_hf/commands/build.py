@@ -8,22 +8,6 @@ NAME = "build"
 HELP = "Build the benchmark dataset folder (clean + one config per perturbation and level)."
 
 
-def parse_levels(text: str) -> list[int]:
-    """``"1-5"``, ``"1,3,5"`` or ``"2"`` -> sorted list of levels in 1-5."""
-    out: set[int] = set()
-    for part in text.split(","):
-        part = part.strip()
-        if "-" in part:
-            a, b = part.split("-", 1)
-            out.update(range(int(a), int(b) + 1))
-        elif part:
-            out.add(int(part))
-    bad = sorted(v for v in out if v not in (1, 2, 3, 4, 5))
-    if bad or not out:
-        raise ValueError(f"levels must be within 1-5 (e.g. 1-5 or 1,3,5), got {text!r}")
-    return sorted(out)
-
-
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sources", default="demo",
                         help="comma-separated sources: demo, folder=PATH:modality, NAME=PATH (see `medfm-robust sources`)")
@@ -41,6 +25,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from medfm_hf import MODALITIES
     from medfm_hf.benchmark.build import BuildSettings, build_benchmark
+    from medfm_hf.benchmark.features import parse_levels
     from medfm_hf.dataset_io import format_table
     from medfm_hf.sources import parse_sources_arg
 

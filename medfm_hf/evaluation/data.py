@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import fnmatch
 import glob
-import json
 import os
 from dataclasses import dataclass
 
 import numpy as np
 
 from medfm_hf.benchmark.features import parse_config_name
-from medfm_hf.records import decode_png
+from medfm_hf.records import decode_png, png_shape
 
 
 class EvaluationError(ValueError):
@@ -112,8 +111,6 @@ class Benchmark:
         )
 
     def shape_of(self, config: str, index: int) -> tuple[int, ...]:
-        r = self.table(config)[index]
-        meta = json.loads(r.get("meta") or "{}")
-        if "shape" in meta:
-            return tuple(meta["shape"])
-        return decode_png(r["image"]["bytes"]).shape
+        """The stored image's shape, read from its PNG header (decoded only for other formats)."""
+        data = self.table(config)[index]["image"]["bytes"]
+        return png_shape(data) or decode_png(data).shape

@@ -20,7 +20,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from medfm_hf.benchmark.features import parse_config_name
+from medfm_hf.benchmark.features import parse_config_name, parse_levels
+from medfm_hf.dataset_io import atomic_write_text
 from medfm_hf.evaluation.args import EvalArguments
 from medfm_hf.evaluation.data import Benchmark, EvaluationError
 
@@ -44,12 +45,6 @@ class Item:
 class Batch:
     key: str
     items: list[Item]
-
-
-def parse_levels(text: str) -> list[int]:
-    from medfm_hf.commands.build import parse_levels as _p
-
-    return _p(text)
 
 
 def _check_checkpoint(path: str | None) -> None:
@@ -217,9 +212,7 @@ def evaluate_segmentation(args: EvalArguments, accelerator=None) -> dict | None:
                 raise EvaluationError(f"{out} holds a run with other settings (differs in {', '.join(diff)}); "
                                       "choose another --output")
         else:
-            with open(settings_path + ".tmp", "w", encoding="utf-8") as fh:
-                json.dump(_settings(args), fh, indent=2, sort_keys=True)
-            os.replace(settings_path + ".tmp", settings_path)
+            atomic_write_text(settings_path, json.dumps(_settings(args), indent=2, sort_keys=True))
     accelerator.wait_for_everyone()
 
     mine = batches[accelerator.process_index :: accelerator.num_processes]
