@@ -149,10 +149,10 @@ class TransformersVLM(VisionLanguageModel):
         tok = self.tokenizer
         if tok.pad_token_id is None:
             tok.pad_token = tok.eos_token
-        self._special = sorted(
-            {str(t) for t in [*tok.all_special_tokens, *getattr(tok, "extra_special_tokens", [])] if t},
-            key=len, reverse=True,
-        )
+        added = getattr(tok, "added_tokens_decoder", {}) or {}
+        special = {str(t) for t in [*tok.all_special_tokens, *getattr(tok, "extra_special_tokens", [])] if t}
+        special |= {str(t.content) for t in added.values() if getattr(t, "special", False)}
+        self._special = sorted(special, key=len, reverse=True)  # removed from ``text`` (kept in ``raw_text``)
 
     @property
     def tokenizer(self) -> Any:

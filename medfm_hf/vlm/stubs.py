@@ -126,6 +126,8 @@ class StubServer:
         self.requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._running = False
+        self._in_flight = 0
+        self.max_in_flight = 0  # most requests the server was holding at once
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -142,8 +144,15 @@ class StubServer:
                 except json.JSONDecodeError:
                     req = {}
                 reply = server._next_reply(self.path, req, self.headers)
-                if reply.delay:
-                    time.sleep(reply.delay)
+                with server._lock:
+                    server._in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server._in_flight)
+                try:
+                    if reply.delay:
+                        time.sleep(reply.delay)
+                finally:
+                    with server._lock:
+                        server._in_flight -= 1
                 body = reply.body
                 if body is None:
                     body = server._default_body(req) if reply.status == 200 else _error_body(server.kind, reply.status)

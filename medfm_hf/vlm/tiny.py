@@ -201,7 +201,7 @@ def tiny_llava_parts(seed: int = 0, image_size: int = 28, patch: int = 14, hidde
 def tiny_llava(seed: int = 0, image_size: int = 28, patch: int = 14, hidden: int = 32):
     """A random ``LlavaForConditionalGeneration`` (Mistral LM + CLIP tower, LLaVA-Med layout after
     conversion) and its ``LlavaProcessor``."""
-    from transformers import CLIPImageProcessor, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+    from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
 
     text, vision, _, tokenizer = tiny_llava_parts(seed, image_size, patch, hidden)
     tokenizer.add_special_tokens({"pad_token": "<pad>"})
