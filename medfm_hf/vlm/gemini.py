@@ -85,11 +85,13 @@ class GeminiVLM(APIModel):
         self.base_url = endpoint
         self.timeout = float(timeout)
         self.safety_block_none = safety_block_none
-        http = types.HttpOptions(
-            base_url=endpoint + "/" if base_url else None,  # None keeps the SDK's own URL and API version
-            timeout=int(self.timeout * 1000),
-            retry_options=types.HttpRetryOptions(attempts=1),
-        )
+        http_kw: dict[str, Any] = {
+            "base_url": endpoint + "/" if base_url else None,  # None keeps the SDK's own URL and API version
+            "timeout": int(self.timeout * 1000),
+        }
+        if hasattr(types, "HttpRetryOptions"):  # older SDKs have no retry option (and never retry)
+            http_kw["retry_options"] = types.HttpRetryOptions(attempts=1)
+        http = types.HttpOptions(**http_kw)
         self._types = types
         self._client = genai.Client(api_key=api_key_from_env(api_key_env, "gemini"), http_options=http)
 
