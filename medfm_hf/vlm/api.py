@@ -146,7 +146,19 @@ class APIModel(VisionLanguageModel):
 
     @property
     def concurrency(self) -> int:
+        """Requests in flight at most."""
         return self.batch_size
+
+    @concurrency.setter
+    def concurrency(self, value: int) -> None:
+        if value < 1:
+            raise ValueError(f"concurrency must be >= 1, got {value}")
+        self.batch_size = int(value)
+
+    def chunk_size(self) -> int:
+        # Several waves per chunk keep ``concurrency`` requests in flight while a slow one finishes;
+        # answers reach the cache every chunk.
+        return max(4 * self.concurrency, 16)
 
     def _call(self, query: Query, config: GenerationConfig) -> Response:
         raise NotImplementedError

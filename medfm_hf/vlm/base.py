@@ -395,7 +395,8 @@ class VisionLanguageModel:
         if len(todo) < len(queries):
             logger.info("%s: %d of %d answers from the cache", self.name or self.model_id,
                         len(queries) - len(todo), len(queries))
-        chunks = [todo[s : s + self.batch_size] for s in range(0, len(todo), self.batch_size)]
+        size = self.chunk_size()
+        chunks = [todo[s : s + size] for s in range(0, len(todo), size)]
         bar = None
         if progress and chunks:
             from tqdm.auto import tqdm
@@ -423,6 +424,10 @@ class VisionLanguageModel:
             if bar is not None:
                 bar.close()
         return [r for r in results if r is not None]
+
+    def chunk_size(self) -> int:
+        """Queries handed to one :meth:`_generate_batch` call (and written to the cache together)."""
+        return self.batch_size
 
     def make_query(self, image: Any, prompt: str) -> Query:
         if not isinstance(prompt, str):

@@ -113,6 +113,37 @@ def test_medgemma_15_strips_reasoning_block(tiny):
     assert tiny["medgemma"].decode(ids + [end], CFG).thinking is None
 
 
+def test_reasoning_block_stripped_end_to_end(tiny):
+    """Random weights never write a reasoning block, so the real ``generate`` output's new tokens are
+    overwritten with scripted ones: the engine's slicing, padding and decoding run unchanged."""
+    vlm = tiny["medgemma-1.5"].with_options(batch_size=2)
+    tok = vlm.tokenizer
+    end, pad = tok.convert_tokens_to_ids("<end_of_turn>"), tok.pad_token_id
+    scripted = [
+        tok("<unused94>thought\nlook at the apex<unused95>Pneumothorax", add_special_tokens=False).input_ids + [end],
+        tok("Normal", add_special_tokens=False).input_ids + [end],
+    ]
+    real = vlm.model.generate
+
+    def scripted_generate(**kw):
+        out = real(**kw)
+        n_in = kw["input_ids"].shape[1]
+        width = max(len(s) for s in scripted) + 2
+        new = torch.full((out.shape[0], width), pad, dtype=out.dtype)
+        for i, s in enumerate(scripted):
+            new[i, : len(s)] = torch.tensor(s)
+        return torch.cat([out[:, :n_in], new], dim=1)
+
+    vlm.model.generate = scripted_generate
+    try:
+        a, b = vlm.generate([(_images(1)[0], "Finding?"), (_images(1)[0], "Finding? Be brief.")], CFG)
+    finally:
+        del vlm.model.generate
+    assert a.text == "Pneumothorax" and a.thinking == "look at the apex" and "<unused95>" in a.raw_text
+    assert b.text == "Normal" and b.thinking is None
+    assert a.tokens_out == len(scripted[0]) and b.tokens_out == len(scripted[1])  # pads after the stop ignored
+
+
 def test_truncations_are_counted(tiny):
     vlm = tiny["llava_med"]
     eos = vlm.tokenizer.eos_token_id
