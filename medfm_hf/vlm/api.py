@@ -130,6 +130,16 @@ def _reject_key_arguments(family: str, kw: dict[str, Any]) -> None:
             raise TypeError(f"{family}: API keys are read from the environment only; use api_key_env=NAME, not {bad}=")
 
 
+def _common_api_options(kw: dict[str, Any]) -> None:
+    """Options every family accepts, mapped for an API client: ``batch_size`` is the concurrency,
+    ``device``/``dtype`` do not apply."""
+    if "batch_size" in kw:
+        bs = kw.pop("batch_size")
+        kw.setdefault("concurrency", bs)
+    kw.pop("device", None)
+    kw.pop("dtype", None)
+
+
 class APIModel(VisionLanguageModel):
     """An API family: ``batch_size`` = ``concurrency`` requests in flight, each retried per ``retry``.
 

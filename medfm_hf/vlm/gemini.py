@@ -23,6 +23,7 @@ from medfm_hf.vlm.api import (
     APICallError,
     APIModel,
     RetryPolicy,
+    _common_api_options,
     _reject_key_arguments,
     api_key_from_env,
     png_bytes,
@@ -172,5 +173,5 @@ def gemini(checkpoint: str | None = None, **kw: Any) -> GeminiVLM:
     """``checkpoint`` = the model name; options ``base_url``, ``api_key_env``, ``timeout``, ``concurrency``,
     ``retry``, ``safety_block_none``, ``cache``."""
     _reject_key_arguments("gemini", kw)
-    kw.pop("device", None)
+    _common_api_options(kw)
     return GeminiVLM(checkpoint or "gemini-2.5-flash", **kw)

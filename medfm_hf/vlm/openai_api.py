@@ -17,6 +17,7 @@ from medfm_hf.vlm.api import (
     APICallError,
     APIModel,
     RetryPolicy,
+    _common_api_options,
     _reject_key_arguments,
     api_key_from_env,
     png_data_url,
@@ -167,5 +168,5 @@ def openai_chat(checkpoint: str | None = None, **kw: Any) -> OpenAIChatVLM:
     """``checkpoint`` = the served model name; options ``base_url``, ``api_key_env``, ``timeout``,
     ``concurrency``, ``retry``, ``image_detail``, ``token_param``, ``cache``."""
     _reject_key_arguments("openai", kw)
-    kw.pop("device", None)
+    _common_api_options(kw)
     return OpenAIChatVLM(checkpoint or "gpt-4o-mini", **kw)

@@ -89,7 +89,9 @@ def test_openai_blocked_empty_and_truncated():
 
 def test_openai_concurrency_is_bounded_and_order_kept():
     with StubServer("openai", default=StubReply(200, delay=0.15)) as srv:
-        out = _openai(srv, concurrency=4).generate([(IMG, f"q{i}") for i in range(8)])
+        vlm = _openai(srv, batch_size=4, device="cuda")  # the generic options map to concurrency / nothing
+        assert vlm.concurrency == 4
+        out = vlm.generate([(IMG, f"q{i}") for i in range(8)])
     assert [r.text for r in out] == [f"stub: q{i}" for i in range(8)]
     assert 2 <= srv.max_in_flight <= 4
 
