@@ -464,6 +464,3 @@ def _as_cache(cache: Any):
         return cache
     return ResponseCache(cache)
 
-
-def config_replace(config: GenerationConfig, **kw: Any) -> GenerationConfig:
-    return replace(config, **kw)
