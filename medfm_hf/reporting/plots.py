@@ -138,7 +138,7 @@ def most_damaging(by_pert: pd.DataFrame, folder: str, name: str, colours: dict, 
         fig, ax = plt.subplots(figsize=(6.5, 0.9 + 0.32 * len(order) * max(1, len(models) / 2)))
         for k, m in enumerate(models):
             tm = t[t["model"] == m].set_index("perturbation").reindex(order)
-            y = np.arange(len(order)) + (k - (len(models) - 1) / 2) * h
+            y = np.arange(len(order)) - (k - (len(models) - 1) / 2) * h
             err = np.vstack([tm["_v"] - tm["_lo"], tm["_hi"] - tm["_v"]])
             ax.barh(y, tm["_v"], height=h, color=colours[m], label=m, xerr=np.nan_to_num(err), capsize=2,
                     error_kw={"lw": 0.8})
