@@ -91,7 +91,7 @@ def write_table(df: pd.DataFrame, folder: str, name: str, caption: str = "", dig
     """``name.csv`` (flat, full precision), ``name.md`` and ``name.tex`` in ``folder``; returns the paths."""
     os.makedirs(folder, exist_ok=True)
     paths = {ext: os.path.join(folder, f"{name}.{ext}") for ext in ("csv", "md", "tex")}
-    atomic_write_text(paths["csv"], flat(df).to_csv(index=False, float_format="%.6g"))
+    atomic_write_text(paths["csv"], flat(df).to_csv(index=False, float_format="%.10g"))
     atomic_write_text(paths["md"], to_markdown(df, digits, drop) + "\n")
     atomic_write_text(paths["tex"], to_latex(df, caption, f"tab:{name}", digits, drop))
     return paths

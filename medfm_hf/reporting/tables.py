@@ -314,6 +314,8 @@ def strategy_ranking(by_entry: pd.DataFrame, samples: pd.DataFrame) -> pd.DataFr
         return pd.DataFrame()
     t = by_entry.join(strat, on="model", rsuffix="_")
     t = t.rename(columns={"model": "entry", "model_": "base_model"})
+    tuned = set(t.loc[t["strategy"] != "", "base_model"])
+    t = t[t["base_model"].isin(tuned)].copy()  # models never fine-tuned have nothing to rank
     t["strategy"] = t["strategy"].replace("", "none")
     t["_key"] = t["rel_drop"].map(lambda e: e.value)
     t = t.sort_values(["task", "base_model", "_key"]).reset_index(drop=True)
