@@ -104,8 +104,8 @@ def html_table(df: pd.DataFrame, caption: str = "", digits: int = 3, drop: tuple
             cells.append(f"<td{attr}{cls}>{html.escape(t)}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
     cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
-    return (f'<table class="sortable">{cap}<thead><tr>{head}</tr></thead><tbody>' + "\n".join(rows)
-            + "</tbody></table>")
+    return (f'<div class="wrap"><table class="sortable">{cap}<thead><tr>{head}</tr></thead><tbody>'
+            + "\n".join(rows) + "</tbody></table></div>")
 
 
 _INLINE = [(re.compile(r"`([^`]+)`"), r"<code>\1</code>"), (re.compile(r"\*\*([^*]+)\*\*"), r"<strong>\1</strong>"),
@@ -170,7 +170,7 @@ body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;max-width:
 color:#1d1d1f;line-height:1.45}
 h1{font-size:1.7em;margin-bottom:.2em}h2{margin-top:1.8em;border-bottom:1px solid #ddd;padding-bottom:.2em}
 nav{font-size:.9em;color:#555;margin-bottom:1em}nav a{color:#0b5cad;text-decoration:none}
-table{border-collapse:collapse;margin:.8em 0 1.4em;font-size:.86em}caption{text-align:left;font-style:italic;
+.wrap{overflow-x:auto}table{border-collapse:collapse;margin:.8em 0 1.4em;font-size:.86em}caption{text-align:left;font-style:italic;
 color:#444;padding:.3em 0}th,td{padding:.28em .7em;border-bottom:1px solid #e4e4e4;text-align:left;white-space:nowrap}
 thead th{border-bottom:2px solid #333;cursor:pointer;user-select:none;background:#fafafa}
 th.asc::after{content:" \\25B2";font-size:.7em}th.desc::after{content:" \\25BC";font-size:.7em}
