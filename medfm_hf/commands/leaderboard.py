@@ -9,16 +9,11 @@ HELP = "Collect results folders (or Hub ids) into a leaderboard dataset (one row
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("results", nargs="+", metavar="RESULTS",
-                        help="results folders (evaluate.py --output), folders of them, or Hub dataset ids ORG/NAME")
-    parser.add_argument("--out", required=True, help="output folder (a dataset: README.md + data/*.parquet)")
+    from medfm_hf.commands.report import add_results_arguments
+
+    add_results_arguments(parser, "output folder (a dataset: README.md + data/*.parquet)", "medfm-robust leaderboard")
     parser.add_argument("--push", default=None, metavar="ORG/NAME", help="also upload the folder to this Hub dataset")
     parser.add_argument("--private", action="store_true", help="create the pushed repo private")
-    parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the intervals")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resamples")
-    parser.add_argument("--label", action="append", default=[], metavar="FOLDER=NAME",
-                        help="name the model of a results folder (repeatable)")
-    parser.add_argument("--title", default="medfm-robust leaderboard", help="title of the card")
 
 
 def run(args: argparse.Namespace) -> int:

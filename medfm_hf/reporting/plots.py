@@ -59,7 +59,14 @@ def _vals(col: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return v, lo, hi
 
 
-def _grid(n: int, width: float = 3.2, height: float = 2.6):
+def _band(ax, x, estimates: pd.Series, colour, label: str, marker: str = "o") -> None:
+    """A line of estimate values with its interval shaded."""
+    v, lo, hi = _vals(estimates)
+    ax.plot(x, v, f"-{marker}", ms=3, color=colour, label=label)
+    ax.fill_between(x, lo, hi, color=colour, alpha=0.18, lw=0)
+
+
+def _grid(n: int, width: float = 3.3, height: float = 2.7):
     plt = _plt()
     cols = min(n, 4)
     rows = math.ceil(n / cols)
@@ -69,33 +76,36 @@ def _grid(n: int, width: float = 3.2, height: float = 2.6):
     return fig, axes.ravel()
 
 
-def severity_curves(table: pd.DataFrame, group: str, folder: str, name: str, colours: dict,
-                    value: str = "rel_drop", ylabel: str = "relative drop") -> str | None:
-    """One panel per ``group`` value (a perturbation family, a modality): ``value`` vs level, one line per
-    model, the 95 % interval shaded."""
+def _panel_curves(table: pd.DataFrame, panel: str, x: str, value: str, folder: str, name: str, colours: dict,
+                  xlabel: str, ylabel: str, x_scale: float = 1.0, marker: str = "o") -> str | None:
+    """One panel per ``panel`` value, ``value`` against ``x`` with one line per model, the interval shaded."""
     if table.empty:
         return None
     plt = _plt()
-    groups = list(dict.fromkeys(table[group]))
+    panels = list(dict.fromkeys(table[panel]))
     with plt.rc_context(STYLE):
-        fig, axes = _grid(len(groups))
-        for ax, g in zip(axes, groups):
-            t = table[table[group] == g]
+        fig, axes = _grid(len(panels))
+        for ax, g in zip(axes, panels):
+            t = table[table[panel] == g]
             for model, tm in t.groupby("model", sort=False):
-                tm = tm.sort_values("level")
-                v, lo, hi = _vals(tm[value])
-                ax.plot(tm["level"], v, "-o", ms=3, color=colours[model], label=model)
-                ax.fill_between(tm["level"], lo, hi, color=colours[model], alpha=0.18, lw=0)
+                tm = tm.sort_values(x)
+                _band(ax, tm[x].to_numpy(dtype=float) * x_scale, tm[value], colours[model], model, marker)
             ax.axhline(0, color="0.5", lw=0.8)
             ax.set_title(str(g))
-            ax.set_xlabel("severity level")
-            ax.set_xticks(sorted(set(t["level"])))
+            ax.set_xlabel(xlabel)
         axes[0].set_ylabel(ylabel)
-        for ax in axes[len(groups):]:
+        for ax in axes[len(panels):]:
             ax.set_visible(False)
-        axes[0].legend(loc="upper left")
+        axes[0].legend(loc="best")
         fig.tight_layout()
         return _save(fig, folder, name)
+
+
+def severity_curves(table: pd.DataFrame, group: str, folder: str, name: str, colours: dict,
+                    value: str = "rel_drop", ylabel: str = "relative drop") -> str | None:
+    """One panel per ``group`` value (a perturbation family, a modality): ``value`` against severity level,
+    one line per model, the 95 % interval shaded."""
+    return _panel_curves(table, group, "level", value, folder, name, colours, "severity level", ylabel)
 
 
 def heatmap(by_pert: pd.DataFrame, folder: str, name: str, value: str = "rel_drop",
@@ -179,29 +189,10 @@ def clean_vs_drop(overview: pd.DataFrame, by_mod: pd.DataFrame, folder: str, nam
 
 
 def attack_curves(cells: pd.DataFrame, folder: str, name: str, colours: dict) -> str | None:
-    """Score against attack budget ε (in /255), one panel per attack, one line per model, CI shaded."""
-    if cells.empty:
-        return None
-    plt = _plt()
-    attacks = list(dict.fromkeys(cells["name"]))
-    with plt.rc_context(STYLE):
-        fig, axes = _grid(len(attacks), 3.6, 2.8)
-        for ax, a in zip(axes, attacks):
-            t = cells[cells["name"] == a]
-            for model, tm in t.groupby("model", sort=False):
-                tm = tm.sort_values("epsilon")
-                eps = tm["epsilon"].to_numpy(dtype=float) * 255
-                v, lo, hi = _vals(tm["score"])
-                ax.plot(eps, v, "-s", ms=3, color=colours[model], label=model)
-                ax.fill_between(eps, lo, hi, color=colours[model], alpha=0.18, lw=0)
-            ax.set_title(a)
-            ax.set_xlabel("ε (× 1/255)")
-        axes[0].set_ylabel(f"{cells['metric'].iloc[0]} under attack")
-        for ax in axes[len(attacks):]:
-            ax.set_visible(False)
-        axes[0].legend(loc="upper right")
-        fig.tight_layout()
-        return _save(fig, folder, name)
+    """Score against the attack budget ε (in 1/255), one panel per attack, one line per model, CI shaded."""
+    metric = cells["metric"].iloc[0] if not cells.empty else ""
+    return _panel_curves(cells, "name", "epsilon", "score", folder, name, colours, "ε (× 1/255)",
+                         f"{metric} under attack", x_scale=255.0, marker="s")
 
 
 def vlm_calibration(table: pd.DataFrame, folder: str, name: str, colours: dict) -> str | None:
@@ -213,9 +204,7 @@ def vlm_calibration(table: pd.DataFrame, folder: str, name: str, colours: dict) 
         fig, (a1, a2) = plt.subplots(1, 2, figsize=(8, 3))
         for model, tm in table.groupby("model", sort=False):
             tm = tm.sort_values("level")
-            v, lo, hi = _vals(tm["accuracy"])
-            a1.plot(tm["level"], v, "-o", ms=3, color=colours[model], label=model)
-            a1.fill_between(tm["level"], lo, hi, color=colours[model], alpha=0.18, lw=0)
+            _band(a1, tm["level"], tm["accuracy"], colours[model], model)
             a2.plot(tm["level"], tm["ece"], "-o", ms=3, color=colours[model], label=model)
         a1.set_ylabel("accuracy")
         a2.set_ylabel("ECE (10 bins)")

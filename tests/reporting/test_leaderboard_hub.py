@@ -18,16 +18,61 @@ from huggingface_hub.utils import _http
 from medfm_hf.cli import main
 
 
-def _intercept(monkeypatch, handler):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
-    monkeypatch.setenv("HF_TOKEN", "hf_test_token")
-    _http.set_client_factory(lambda: httpx2.Client(transport=httpx2.MockTransport(handler)))
+class FakeHub:
+    """Answers the Hub's HTTP API from memory: serves the files of dataset repos and records commits."""
+
+    sha = "b" * 40
+
+    def __init__(self, repos: dict[str, dict[str, bytes]] | None = None) -> None:
+        self.repos = repos or {}
+        self.commits: dict[str, dict[str, bytes]] = {}
+
+    def _files_of(self, path: str) -> tuple[str, dict[str, bytes]] | None:
+        for repo, files in self.repos.items():
+            if path.startswith((f"/api/datasets/{repo}/", f"/datasets/{repo}/")):
+                return repo, files
+        return None
+
+    def __call__(self, request: httpx2.Request) -> httpx2.Response:
+        body, path = request.read(), request.url.path
+        found = self._files_of(path)
+        if path == "/api/repos/create":
+            p = json.loads(body)
+            return httpx2.Response(200, json={"url": f"{constants.ENDPOINT}/datasets/{p['organization']}/{p['name']}"})
+        if "/preupload/" in path:
+            files = [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in json.loads(body)["files"]]
+            return httpx2.Response(200, json={"files": files})
+        if "/commit/" in path:
+            repo = path.split("/api/datasets/")[1].split("/commit/")[0]
+            entries = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
+            self.commits[repo] = {e["value"]["path"]: base64.b64decode(e["value"]["content"])
+                                  for e in entries if e["key"] == "file"}
+            return httpx2.Response(200, json={"commitUrl": f"{constants.ENDPOINT}/datasets/{repo}/commit/1",
+                                              "commitOid": "a" * 40, "pullRequestUrl": None})
+        if found is None and not path.startswith("/api/datasets/"):
+            return httpx2.Response(200, json={})  # create_branch, validate-yaml, ...
+        if found is None:
+            return httpx2.Response(404, json={"error": "not found"})
+        repo, files = found
+        if "/revision/" in path:
+            return httpx2.Response(200, json={"id": repo, "sha": self.sha, "siblings": [{"rfilename": f} for f in files]})
+        if "/tree/" in path:
+            return httpx2.Response(200, json=[{"type": "file", "path": f, "size": len(b), "oid": hashlib.sha1(b).hexdigest()}
+                                              for f, b in files.items()])
+        data = files[path.split("/resolve/")[1].split("/", 1)[1]]
+        headers = {"x-repo-commit": self.sha, "etag": f'"{hashlib.sha1(data).hexdigest()}"', "content-length": str(len(data))}
+        return httpx2.Response(200, headers=headers, content=b"" if request.method == "HEAD" else data)
 
 
 @pytest.fixture()
-def restore_http():
-    yield
+def hub(monkeypatch, tmp_path):
+    fake = FakeHub()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_TOKEN", "hf_test_token")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub-cache"))
+    _http.set_client_factory(lambda: httpx2.Client(transport=httpx2.MockTransport(fake)))
+    yield fake
     _http.set_client_factory(_http.default_client_factory)
 
 
@@ -56,57 +101,18 @@ def test_leaderboard_roundtrip(results_dirs, tmp_path):
     assert card.index(f"| 1 | segmentation | iou | {first} |") > 0
 
 
-def test_leaderboard_push(results_dirs, tmp_path, monkeypatch, restore_http):
-    calls = []
-
-    def handler(request: httpx2.Request) -> httpx2.Response:
-        body = request.read()
-        calls.append((request.method, request.url.path, body))
-        path = request.url.path
-        if path == "/api/repos/create":
-            p = json.loads(body)
-            return httpx2.Response(200, json={"url": f"{constants.ENDPOINT}/datasets/{p['organization']}/{p['name']}"})
-        if "/preupload/" in path:
-            return httpx2.Response(200, json={"files": [{"path": f["path"], "uploadMode": "regular",
-                                                         "shouldIgnore": False} for f in json.loads(body)["files"]]})
-        if "/commit/" in path:
-            return httpx2.Response(200, json={"commitUrl": f"{constants.ENDPOINT}/datasets/org/leaderboard/commit/1", "commitOid": "a" * 40, "pullRequestUrl": None})
-        return httpx2.Response(200, json={})
-
-    _intercept(monkeypatch, handler)
+def test_leaderboard_push(results_dirs, tmp_path, hub):
     out = str(tmp_path / "lb")
     assert main(["leaderboard", *results_dirs, "--out", out, "--n-boot", "100", "--push", "org/leaderboard"]) == 0
-    commit = next(b for m, p, b in calls if p.startswith("/api/datasets/org/leaderboard/commit/"))
-    files = {e["value"]["path"]: base64.b64decode(e["value"]["content"])
-             for e in map(json.loads, commit.decode().splitlines()) if e["key"] == "file"}
+    files = hub.commits["org/leaderboard"]
     assert set(files) == {"README.md", "data/leaderboard.parquet", "data/summary.parquet"}
     pushed = pd.read_parquet(io.BytesIO(files["data/leaderboard.parquet"]))
     pd.testing.assert_frame_equal(pushed, pd.read_parquet(os.path.join(out, "data", "leaderboard.parquet")))
 
 
-def test_report_from_hub_id(results_dirs, tmp_path, monkeypatch, restore_http):
+def test_report_from_hub_id(results_dirs, tmp_path, hub):
     folder = results_dirs[1]
-    files = {f: open(os.path.join(folder, f), "rb").read() for f in os.listdir(folder)}
-    sha = "b" * 40
-
-    def handler(request: httpx2.Request) -> httpx2.Response:
-        p = request.url.path
-        if p.startswith("/api/datasets/org/sam-results/revision/"):
-            return httpx2.Response(200, json={"id": "org/sam-results", "sha": sha,
-                                              "siblings": [{"rfilename": f} for f in files]})
-        if p.startswith("/api/datasets/org/sam-results/tree/"):
-            return httpx2.Response(200, json=[{"type": "file", "path": f, "size": len(b),
-                                               "oid": hashlib.sha1(b).hexdigest()} for f, b in files.items()])
-        if p.startswith("/datasets/org/sam-results/resolve/"):
-            body = files[p.split("/resolve/")[1].split("/", 1)[1]]
-            headers = {"x-repo-commit": sha, "etag": f'"{hashlib.sha1(body).hexdigest()}"',
-                       "content-length": str(len(body))}
-            return httpx2.Response(200, headers=headers, content=b"" if request.method == "HEAD" else body)
-        return httpx2.Response(404, json={"error": "not found"})
-
-    _intercept(monkeypatch, handler)
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "cache"))
+    hub.repos["org/sam-results"] = {f: open(os.path.join(folder, f), "rb").read() for f in os.listdir(folder)}
     out = str(tmp_path / "rep")
     assert main(["report", results_dirs[0], "org/sam-results", "--out", out, "--n-boot", "100"]) == 0
     ov = pd.read_csv(os.path.join(out, "tables", "overview.csv"))
