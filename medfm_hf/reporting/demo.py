@@ -15,7 +15,10 @@ from medfm_hf.reporting.report import ReportOptions, write_report
 def demo_notes(out: str, train_info: dict, build: dict, in_band: float, timings: dict) -> str:
     """Markdown: what the demo built and trained, and how long each step took."""
     rep = build["report"]
-    per = by_perturbation(rep).rename(columns={"evals_per_cell": "evaluations per cell", "in_band": "in band"})
+    per = by_perturbation(rep)
+    per["in_band"] = per["in_band"].map(lambda v: f"{v:.1%}")
+    per["evals_per_cell"] = per["evals_per_cell"].map(lambda v: f"{v:.2f}")
+    per = per.rename(columns={"evals_per_cell": "evaluations per cell", "in_band": "in band"})
     return f"""Everything below was computed on the embedded demo set (synthetic lesions on real and procedural
 backgrounds). The numbers exercise the pipeline; they say nothing clinical.
 

@@ -34,9 +34,9 @@ def flat(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, index=df.index)
 
 
-def _cell(v: object, col: str, digits: int) -> str:
+def _cell(v: object, col: str, digits: int, percent: frozenset = frozenset(PERCENT)) -> str:
     if isinstance(v, Estimate):
-        return v.format(digits, percent=col in PERCENT)
+        return v.format(digits, percent=col in percent)
     if isinstance(v, (float, np.floating)):
         if not math.isfinite(v):
             return "–"
@@ -47,9 +47,11 @@ def _cell(v: object, col: str, digits: int) -> str:
 
 
 def display(df: pd.DataFrame, digits: int = 3, drop: tuple[str, ...] = ()) -> pd.DataFrame:
-    """Every cell as text: estimates as ``v [lo, hi]``, floats with ``digits + 1`` decimals."""
+    """Every cell as text: estimates as ``v [lo, hi]`` (in % for relative drops and the columns named in
+    ``df.attrs["percent"]``), floats with ``digits + 1`` decimals."""
     cols = [c for c in df.columns if c not in drop]
-    return pd.DataFrame({HEADERS.get(c, c): [_cell(v, c, digits) for v in df[c]] for c in cols})
+    percent = frozenset(PERCENT) | frozenset(df.attrs.get("percent", ()))
+    return pd.DataFrame({HEADERS.get(c, c): [_cell(v, c, digits, percent) for v in df[c]] for c in cols})
 
 
 def to_markdown(df: pd.DataFrame, digits: int = 3, drop: tuple[str, ...] = ()) -> str:

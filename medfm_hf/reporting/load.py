@@ -21,8 +21,8 @@ column                    meaning
 ========================  ==========================================================================
 
 The loaded table adds ``run``, ``model``, ``entry`` (the label a model gets in tables), ``metric``,
-``family`` (the perturbation's family, ``attack`` for attacks), ``score`` (the task's primary metric) and
-``clean_score`` (the score of the same sample on the clean image).
+``family`` (the perturbation's family, ``generic`` for those of every modality, ``attack`` for attacks),
+``score`` (the task's primary metric) and ``clean_score`` (the score of the same sample on the clean image).
 """
 
 from __future__ import annotations
@@ -132,9 +132,10 @@ def _family(name: str, kind: str) -> str:
     from medfm_hf.perturbations import get_perturbation
 
     try:
-        return get_perturbation(name).family
+        family = get_perturbation(name).family
     except (KeyError, ValueError):
         return "other"
+    return "generic" if family == "base" else family
 
 
 def _normalise(df: pd.DataFrame, path: str, meta: dict) -> tuple[pd.DataFrame, str, str, str]:

@@ -88,6 +88,8 @@ def wide(by_pert: pd.DataFrame, value: str = "rel_drop") -> pd.DataFrame:
         frames.append(p)
     out = pd.concat(frames, ignore_index=True)
     out.columns.name = None
+    if value in ("rel_drop",):
+        out.attrs["percent"] = [c for c in out.columns if c not in ("task", "perturbation", "family")]
     return out
 
 

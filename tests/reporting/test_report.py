@@ -158,3 +158,20 @@ def test_bad_input(tmp_path, results_dirs, capsys):
     assert "is not among the models" in capsys.readouterr().err
     assert main(["report", *results_dirs, "--out", str(tmp_path / "o"), "--n-boot", "5"]) == 2
     assert main(["report", *results_dirs, "--out", str(tmp_path / "o"), "--label", "x"]) == 2
+
+
+def test_demo_report(results_dirs, tmp_path):
+    from medfm_hf.reporting.demo import write_demo_report
+
+    runs = {"grabcut": {"run": {"arguments": {"output": results_dirs[0]}}},
+            "small_sam": {"run": {"arguments": {"output": results_dirs[1]}}}}
+    rep = pd.DataFrame({"perturbation": ["rotate", "rotate", "jpeg"], "level": [1, 2, 1], "modality": "ct",
+                        "cells": [10, 30, 20], "in_band_rate": [1.0, 0.5, 0.75], "mean_ssim": 0.9,
+                        "evaluations_per_cell": [1.0, 2.0, 3.0], "seconds_per_cell": 0.1})
+    build = {"report": rep, "records": 140, "shards": 2}
+    train = {"architecture": "SAM tiny", "steps": 10, "seconds": 5.0, "best_val_iou": 0.25}
+    path = write_demo_report(str(tmp_path), runs, train, build, 0.7, {"build": 3.0})
+    text = open(path).read()
+    assert "| rotate | 40 | 62.5% | 1.75 |" in text and "| jpeg | 20 | 75.0% | 3.00 |" in text  # weighted by cells
+    assert "](report/figures/segmentation_heatmap.png)" in text and "| small_sam |" in text
+    assert os.path.exists(tmp_path / "report" / "report.html")
