@@ -66,11 +66,11 @@ class Results:
     runs: list[Run]
 
     def tasks(self) -> list[str]:
-        return list(dict.fromkeys(self.samples["task"]))
+        return [str(t) for t in pd.unique(self.samples["task"])]
 
     def entries(self, task: str | None = None) -> list[str]:
         s = self.samples if task is None else self.samples[self.samples["task"] == task]
-        return list(dict.fromkeys(s["entry"]))
+        return [str(e) for e in pd.unique(s["entry"])]
 
 
 def resolve(spec: str, cache_dir: str | None = None) -> str:
@@ -173,9 +173,11 @@ def _normalise(df: pd.DataFrame, path: str, meta: dict) -> tuple[pd.DataFrame, s
         raise ValueError(f"{path} has no clean rows; drops need the clean score of every image")
     if clean.duplicated([key, "strategy"]).any():
         raise ValueError(f"{path} has several clean rows for one {key}; the results folder is corrupt")
-    ref = clean.set_index([key, "strategy"])["score"]
-    df["clean_score"] = pd.MultiIndex.from_frame(df[[key, "strategy"]]).map(ref).astype(float)
-    df["family"] = [_family(n, k) for n, k in zip(df["name"], df["kind"])]
+    ref = clean[[key, "strategy", "score"]].rename(columns={"score": "clean_score"})
+    df = df.drop(columns=["clean_score", "family"], errors="ignore").merge(ref, on=[key, "strategy"], how="left")
+    pairs = df[["name", "kind"]].drop_duplicates()
+    pairs["family"] = [_family(n, k) for n, k in pairs.itertuples(index=False)]
+    df = df.merge(pairs, on=["name", "kind"], how="left")
     return df, task, metric, str(strategy)
 
 

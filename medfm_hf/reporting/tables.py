@@ -62,21 +62,28 @@ class TaskAnalysis:
                                     confidence=confidence)
         self.cells = samples[["entry", "kind", "name", "family", "level", "epsilon"]].drop_duplicates(
             ["entry", "kind", "name", "level"])
+        self._entries = [str(e) for e in pd.unique(samples["entry"])]
+        self._levels: dict[tuple, list[int]] = {}
+        self._names: dict[tuple, list[str]] = {}
+        self._cell: dict[tuple, dict] = {}
+        for r in self.cells.to_dict("records"):
+            self._levels.setdefault((r["entry"], r["kind"], r["name"]), []).append(int(r["level"]))
+            self._levels.setdefault((r["entry"], r["kind"], None), []).append(int(r["level"]))
+            self._names.setdefault((r["entry"], r["kind"]), []).append(r["name"])
+            self._cell[(r["entry"], r["kind"], r["name"], int(r["level"]))] = r
+        self._levels = {k: sorted(set(v)) for k, v in self._levels.items()}
+        self._names = {k: sorted(set(v)) for k, v in self._names.items()}
+        self._n = samples.groupby(["entry", "kind", "name"], sort=False)["image_id"].nunique().to_dict()
 
     # --- columns -------------------------------------------------------------------------------------------
     def entries(self) -> list[str]:
-        return list(dict.fromkeys(self.samples["entry"]))
+        return self._entries
 
     def names(self, entry: str, kind: str) -> list[str]:
-        c = self.cells
-        return sorted(set(c.loc[(c["entry"] == entry) & (c["kind"] == kind), "name"]))
+        return self._names.get((entry, kind), [])
 
     def levels(self, entry: str, kind: str, name: str | None = None) -> list[int]:
-        c = self.cells
-        sel = (c["entry"] == entry) & (c["kind"] == kind)
-        if name is not None:
-            sel &= c["name"] == name
-        return sorted(set(c.loc[sel, "level"]))
+        return self._levels.get((entry, kind, name), [])
 
     def _col(self, field: str, entry: str, kind: str, name: str, level: int) -> int:
         return self.columns[(field, entry, kind, name, level)]
@@ -168,9 +175,7 @@ class TaskAnalysis:
         return Estimate(e.value, e.lo, e.hi, n if n is not None else len(self.images))
 
     def n_images(self, entry: str, kind: str, name: str) -> int:
-        s = self.samples
-        sel = (s["entry"] == entry) & (s["kind"] == kind) & (s["name"] == name)
-        return int(s.loc[sel, "image_id"].nunique())
+        return int(self._n.get((entry, kind, name), 0))
 
     # --- tables --------------------------------------------------------------------------------------------
     def overview(self, reference: str | None = None) -> pd.DataFrame:
@@ -202,7 +207,7 @@ class TaskAnalysis:
         for e in self.entries():
             for n in self.names(e, kind):
                 lv, c, _ = self._level_pairs(e, kind, n)
-                fam = self.cells.loc[(self.cells["entry"] == e) & (self.cells["name"] == n), "family"].iloc[0]
+                fam = self._cell[(e, kind, n, lv[0])]["family"]
                 rows.append({"task": self.task, "metric": self.metric, "model": e, "perturbation": n,
                              "family": fam, "levels": len(lv), "images": self.n_images(e, kind, n),
                              "clean": self.estimate(lambda m, c=c: m[:, c].mean(axis=1)),
@@ -244,8 +249,7 @@ class TaskAnalysis:
         for e in self.entries():
             for n in self.names(e, kind):
                 for lv in self.levels(e, kind, n):
-                    cell = self.cells[(self.cells["entry"] == e) & (self.cells["kind"] == kind)
-                                      & (self.cells["name"] == n) & (self.cells["level"] == lv)].iloc[0]
+                    cell = self._cell[(e, kind, n, lv)]
                     rows.append({"task": self.task, "metric": self.metric, "model": e, "kind": kind,
                                  "name": n, "family": cell["family"], "level": lv, "epsilon": cell["epsilon"],
                                  "score": self.estimate(self.score_stat(e, kind, n, lv)),
