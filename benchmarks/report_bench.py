@@ -40,7 +40,7 @@ def make_folder(folder: str, model: str, images: int, perts: list[str], attacks:
     frames = [pd.DataFrame({"image_id": ids, "modality": mods, "kind": "clean", "name": "clean", "level": 0,
                             "iou": clean, "clean_iou": clean})]
     conds = [("perturbation", p) for p in perts] + ([("attack", "fgsm"), ("attack", "pgd")] if attacks else [])
-    for k, (kind, name) in enumerate(conds):
+    for kind, name in conds:
         sens = rng.uniform(0.0, 0.05)
         for lv in range(1, 6):
             v = np.clip(clean - sens * lv + rng.normal(0, 0.03, len(ids)), 0, 1)

@@ -214,9 +214,10 @@ def write_report(specs: list[str], out: str, opts: ReportOptions | None = None, 
     os.makedirs(out, exist_ok=True)
     tdir, fdir = os.path.join(out, "tables"), os.path.join(out, "figures")
     written = {}
+    drop = ("task", "metric") if len(results.tasks()) == 1 else ()
     for name, df in tables.items():
         if not df.empty:
-            written[name] = write_table(df, tdir, name, TABLES[name])
+            written[name] = write_table(df, tdir, name, TABLES[name], drop=drop)
     colours = plots.model_colours(entries)
     figures = _figures(tables, fdir, colours)
     doc = _document(results, tables, figures, opts, notes)
