@@ -166,7 +166,7 @@ def markdown_to_html(text: str) -> str:
 
 
 _STYLE = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;max-width:1180px;margin:0 auto;padding:1.2em 2em;
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;max-width:1400px;margin:0 auto;padding:1.2em 2em;
 color:#1d1d1f;line-height:1.45}
 h1{font-size:1.7em;margin-bottom:.2em}h2{margin-top:1.8em;border-bottom:1px solid #ddd;padding-bottom:.2em}
 nav{font-size:.9em;color:#555;margin-bottom:1em}nav a{color:#0b5cad;text-decoration:none}

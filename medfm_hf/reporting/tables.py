@@ -269,7 +269,11 @@ class TaskAnalysis:
         else:
             pairs = list(itertools.combinations(entries[:max_entries], 2))
         rows = []
+        images = self.samples[self.samples["kind"] == "clean"].groupby("entry")["image_id"].agg(frozenset)
         for a, b in pairs:
+            if images.get(a) != images.get(b):
+                logger.warning("%s and %s were evaluated on different images; their comparison is paired only "
+                               "where both have the image (evaluate both on the same benchmark and --limit)", a, b)
             common = sorted(set(self.names(a, "perturbation")) & set(self.names(b, "perturbation")))
             scopes = [("all", common)] + [(n, [n]) for n in common]
             for scope, names in scopes:
