@@ -26,6 +26,7 @@ class FakeHub:
     def __init__(self, repos: dict[str, dict[str, bytes]] | None = None) -> None:
         self.repos = repos or {}
         self.commits: dict[str, dict[str, bytes]] = {}
+        self.created: list[dict] = []
 
     def _files_of(self, path: str) -> tuple[str, dict[str, bytes]] | None:
         for repo, files in self.repos.items():
@@ -38,6 +39,7 @@ class FakeHub:
         found = self._files_of(path)
         if path == "/api/repos/create":
             p = json.loads(body)
+            self.created.append(p)
             return httpx2.Response(200, json={"url": f"{constants.ENDPOINT}/datasets/{p['organization']}/{p['name']}"})
         if "/preupload/" in path:
             files = [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in json.loads(body)["files"]]
@@ -103,7 +105,11 @@ def test_leaderboard_roundtrip(results_dirs, tmp_path):
 
 def test_leaderboard_push(results_dirs, tmp_path, hub):
     out = str(tmp_path / "lb")
-    assert main(["leaderboard", *results_dirs, "--out", out, "--n-boot", "100", "--push", "org/leaderboard"]) == 0
+    assert main(["leaderboard", *results_dirs, "--out", out, "--n-boot", "100", "--push", "org/leaderboard",
+                 "--private"]) == 0
+    create = hub.created[0]
+    assert create["name"] == "leaderboard" and create["type"] == "dataset"
+    assert create.get("private") or create.get("visibility") == "private"
     files = hub.commits["org/leaderboard"]
     assert set(files) == {"README.md", "data/leaderboard.parquet", "data/summary.parquet"}
     pushed = pd.read_parquet(io.BytesIO(files["data/leaderboard.parquet"]))

@@ -121,3 +121,11 @@ def test_bad_input():
         PairedBootstrap(np.ones((3, 2)))
     with pytest.raises(ValueError, match="at least one image"):
         resample_counts(0, 10, np.random.default_rng(0))
+
+
+def test_module_example():
+    import doctest
+
+    import medfm_hf.reporting.stats as mod
+
+    assert doctest.testmod(mod).failed == 0
