@@ -112,9 +112,9 @@ def pct(num: float, den: float) -> str:
 
 
 def md_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
+    from medfm_hf.dataset_io import format_table
+
+    return format_table([dict(zip(header, r)) for r in rows], markdown=True)
 
 
 def ssim_speed(sizes: list[int]) -> str:

@@ -27,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from medfm_hf.benchmark.build import BuildSettings, build_benchmark
     from medfm_hf.benchmark.features import parse_levels
     from medfm_hf.dataset_io import format_table
+    from medfm_hf.reporting.calibration import by_perturbation, in_band_overall
     from medfm_hf.sources import parse_sources_arg
 
     sources = [[n, p, o] for n, p, o in parse_sources_arg(args.sources)]
@@ -49,14 +50,11 @@ def run(args: argparse.Namespace) -> int:
         print(rep)
     rep = summary["report"]
     if len(rep):
-        by = rep.groupby("perturbation").apply(
-            lambda g: {"cells": int(g["cells"].sum()),
-                       "in_band": f"{(g['in_band_rate'] * g['cells']).sum() / g['cells'].sum():.0%}",
-                       "evals/cell": f"{(g['evaluations_per_cell'] * g['cells']).sum() / g['cells'].sum():.1f}"},
-            include_groups=False)
-        print(format_table([{"perturbation": k, **v} for k, v in by.items()]))
-        total = rep["cells"].sum()
-        print(f"in band overall: {(rep['in_band_rate'] * rep['cells']).sum() / total:.1%} of {int(total)} cells")
+        by = by_perturbation(rep)
+        by["in_band"] = by["in_band"].map(lambda v: f"{v:.0%}")
+        by["evals_per_cell"] = by["evals_per_cell"].map(lambda v: f"{v:.1f}")
+        print(format_table(by.rename(columns={"evals_per_cell": "evals/cell"}).to_dict("records")))
+        print(f"in band overall: {in_band_overall(rep):.1%} of {int(rep['cells'].sum())} cells")
     print(f"{summary['records']} clean records, {summary['shards']} shards ({summary['resumed_shards']} resumed) "
           f"in {summary['seconds']:.1f} s -> {args.out}")
     return 0

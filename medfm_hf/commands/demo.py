@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     timings["small_sam"] = time.perf_counter() - t
     print_summary(sm["summary"])
 
-    from medfm_hf.evaluation.markdown import write_demo_report
+    from medfm_hf.reporting.demo import write_demo_report
 
     path = write_demo_report(out, {"grabcut": gc, "small_sam": sm}, train_info, summary, in_band, timings)
     print(f"demo finished in {time.perf_counter() - t0:.0f} s; report: {path}")

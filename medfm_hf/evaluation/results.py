@@ -10,10 +10,10 @@ import subprocess
 import time
 from dataclasses import asdict
 
-import numpy as np
 import pandas as pd
 
 from medfm_hf.dataset_io import atomic_write_text
+from medfm_hf.reporting.runs import stats_by_level, summary_table, write_results_card
 
 COLUMNS = ["image_id", "source", "modality", "kind", "name", "level", "strength", "ssim", "in_band", "epsilon",
            "steps", "iou", "dice", "clean_iou", "clean_dice", "iou_drop", "dice_drop", "seconds"]
@@ -38,44 +38,6 @@ def merge_parts(out: str, expected: list[str]) -> pd.DataFrame:
     if df.duplicated(["kind", "name", "level", "image_id"]).any():
         raise RuntimeError("duplicate result rows; the results folder is corrupt")
     return df[COLUMNS]
-
-
-def summary_table(df: pd.DataFrame) -> pd.DataFrame:
-    """``Clean`` row, one row per perturbation/attack (mean over its levels), ``Avg`` and ``Delta``."""
-    rows = []
-    clean = df[df["kind"] == "clean"]
-    rows.append({"name": "Clean", "kind": "clean", "levels": 0, "n": len(clean), "iou": clean["iou"].mean(),
-                 "dice": clean["dice"].mean(), "iou_drop": 0.0, "dice_drop": 0.0, "rel_iou_drop": 0.0})
-    other = df[df["kind"] != "clean"]
-    per = []
-    for (kind, name), g in other.groupby(["kind", "name"], sort=False):
-        lv = g.groupby("level")[["iou", "dice", "iou_drop", "dice_drop", "clean_iou"]].mean()
-        clean_same = lv["clean_iou"].mean()  # clean IoU of the same images (a config may hold some modalities)
-        per.append({"name": name, "kind": kind, "levels": len(lv), "n": len(g), "iou": lv["iou"].mean(),
-                    "dice": lv["dice"].mean(), "iou_drop": lv["iou_drop"].mean(), "dice_drop": lv["dice_drop"].mean(),
-                    "rel_iou_drop": lv["iou_drop"].mean() / clean_same if clean_same else float("nan")})
-    rows += per
-    if per:
-        avg = {k: float(np.mean([r[k] for r in per])) for k in ("iou", "dice", "iou_drop", "dice_drop", "rel_iou_drop")}
-        rows.append({"name": "Avg", "kind": "all", "levels": 0, "n": sum(r["n"] for r in per), **avg})
-        rows.append({"name": "Delta", "kind": "all", "levels": 0, "n": 0, "iou": rows[0]["iou"] - avg["iou"],
-                     "dice": rows[0]["dice"] - avg["dice"], "iou_drop": avg["iou_drop"], "dice_drop": avg["dice_drop"],
-                     "rel_iou_drop": avg["rel_iou_drop"]})
-    return pd.DataFrame(rows)
-
-
-def stats_by_level(df: pd.DataFrame) -> pd.DataFrame:
-    other = df[df["kind"] != "clean"]
-    if other.empty:
-        return pd.DataFrame(columns=["kind", "name", "level", "n", "iou", "iou_std", "dice", "iou_drop", "dice_drop",
-                                     "rel_iou_drop", "mean_ssim", "in_band_rate", "epsilon"])
-    g = other.groupby(["kind", "name", "level"], sort=False)
-    t = g.agg(n=("iou", "size"), iou=("iou", "mean"), iou_std=("iou", "std"), dice=("dice", "mean"),
-              iou_drop=("iou_drop", "mean"), dice_drop=("dice_drop", "mean"), clean_iou=("clean_iou", "mean"),
-              mean_ssim=("ssim", "mean"), in_band_rate=("in_band", lambda s: s.astype(float).mean()),
-              epsilon=("epsilon", "first")).reset_index()
-    t["rel_iou_drop"] = t["iou_drop"] / t["clean_iou"]
-    return t.drop(columns=["clean_iou"])
 
 
 def _git_revision() -> str | None:
@@ -121,39 +83,9 @@ def write_results(args, bench, batches, accelerator, levels, attacks, model) -> 
                                                                                          time.gmtime())}
     run["arguments"].pop("push_to_hub", None)
     atomic_write_text(os.path.join(out, "run.json"), json.dumps(run, indent=2, sort_keys=True, default=str))
-    _write_card(out, args, summ, stats)
+    write_results_card(out, args.model, args.dataset, summ)
     if args.push_to_hub:
         from medfm_hf.benchmark.hub import push_folder
 
         push_folder(out, args.push_to_hub)
     return {"results": df, "summary": summ, "stats": stats, "run": run}
-
-
-def _write_card(out, args, summ, stats) -> None:
-    from medfm_hf.dataset_io import format_table
-
-    s = summ.copy()
-    for c in ("iou", "dice", "iou_drop", "dice_drop", "rel_iou_drop"):
-        s[c] = s[c].map(lambda v: f"{v:.4f}")
-    card = f"""---
-configs:
-- config_name: results
-  data_files:
-  - split: test
-    path: {args.model}_results.parquet
-tags:
-- medfm-robust
-- robustness
----
-
-# Robustness results: {args.model}
-
-Per-sample IoU and Dice of `{args.model}` on `{args.dataset}` (clean, perturbed, attacked), each row joined
-to the clean prediction of the same image. Files: `{args.model}_results.parquet` / `.csv` (per sample),
-`{args.model}_SUMMARY.csv`, `{args.model}_STATS_BY_LEVEL.csv`, `run.json` (arguments, versions, hardware).
-
-## Summary
-
-{format_table(s.to_dict("records"), markdown=True)}
-"""
-    atomic_write_text(os.path.join(out, "README.md"), card)
