@@ -23,7 +23,7 @@ def split_path(out: str, config: str, split: str) -> str:
 
 
 def write_clean_config(records: Iterable[Record], out: str, config: str = "clean") -> dict[str, int]:
-    """Write ``records`` to ``out/data/<config>/<split>-00000-of-00001.parquet``; returns rows per split."""
+    """Write ``records`` to one parquet file per split of ``config`` (``layout.split_file_of``); rows per split."""
     by_split: dict[str, list[Record]] = {s: [] for s in SPLITS}
     for rec in records:
         rec.validate()

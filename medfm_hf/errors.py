@@ -8,7 +8,11 @@ only by rank 0 when several processes run under ``accelerate launch``.
 from __future__ import annotations
 
 import sys
+import time
 
+#: Seconds a failing rank other than 0 waits before exiting, so that the launcher does not stop rank 0
+#: (which prints the message) before it could print.
+GRACE_SECONDS = 3.0
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, KeyError)
 
 
@@ -30,5 +34,7 @@ def report_error(prog: str, exc: BaseException) -> int:
     from medfm_hf.env import is_main_rank
 
     if is_main_rank():
-        print(f"{prog}: error: {error_line(exc)}", file=sys.stderr)
+        print(f"{prog}: error: {error_line(exc)}", file=sys.stderr, flush=True)
+    else:
+        time.sleep(GRACE_SECONDS)
     return 2

@@ -1,4 +1,4 @@
-"""Build the benchmark dataset folder: ``clean`` + one ``{perturbation}_l{level}`` config each.
+"""Build the benchmark dataset folder: ``clean`` + one ``<perturbation>_l<level>`` config each.
 
 Work is sharded by (source, perturbation). Each shard calibrates every clean **test** image of that source
 whose modality the perturbation applies to, then writes one parquet file per level (paths from
