@@ -419,8 +419,10 @@ def run_shard(out: str, source: str, pert_name: str, levels: Sequence[int], seed
         full = layout.path(out, rel)
         write_rows_parquet(sorted(lv_rows, key=lambda r: r["image_id"]), full, feats)
         files[rel] = {"size": os.path.getsize(full), "sha256": sha256_file(full)}
+    from medfm_hf.env import launched_rank
+
     info = {"source": source, "perturbation": pert_name, "seconds": time.perf_counter() - t0, "cells": stats,
-            "skipped": skipped, "fingerprint": fingerprint, "files": files}
+            "skipped": skipped, "fingerprint": fingerprint, "files": files, "rank": launched_rank()[0]}
     atomic_write_text(layout.path(out, layout.marker_file(source, pert_name)), json.dumps(info, sort_keys=True))
     return info
 
