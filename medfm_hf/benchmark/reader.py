@@ -97,6 +97,7 @@ class BenchmarkReader:
         self._cache: dict[tuple[str, str], list[dict]] = {}
         self._files: dict[tuple[str, str], list[str]] = {}
         self._fingerprint: str | None = None
+        self._verified: set[str] = set()  # files already checked against the manifest (not hashed twice)
 
     # ---- identity -----------------------------------------------------------------------------------
 
@@ -183,7 +184,7 @@ class BenchmarkReader:
         except OSError as exc:
             raise BenchmarkError(f"config {config!r}: cannot read {rel} ({exc.strerror}); run `medfm-robust verify "
                                  f"{self.path}` and rebuild") from None
-        if self.verify and self.manifest is not None:
+        if self.verify and self.manifest is not None and rel not in self._verified:
             import hashlib
 
             info = self.manifest.get("files", {}).get(rel)
@@ -191,6 +192,7 @@ class BenchmarkReader:
                 raise BenchmarkError(
                     f"config {config!r}: {rel} does not match the build manifest (corrupt or changed); run "
                     f"`medfm-robust verify {self.path}` and rerun the build to repair it")
+            self._verified.add(rel)
         return data
 
     def table(self, config: str, split: str = "test") -> list[dict]:
