@@ -1,4 +1,8 @@
-"""Arguments of the evaluator, as a dataclass parsed by :class:`transformers.HfArgumentParser`."""
+"""Arguments of the evaluator, as a dataclass parsed by :class:`transformers.HfArgumentParser`.
+
+They are validated in one place, :func:`medfm_hf.evaluation.plan.make_plan`, which turns them into a typed
+:class:`~medfm_hf.evaluation.plan.EvalPlan`.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +28,10 @@ class EvalArguments:
     mixed_precision: str = field(default="no", metadata={"help": "no, fp16 or bf16 (GPU only; honoured by Accelerate)"})
     push_to_hub: str | None = field(default=None, metadata={"help": "ORG/NAME: upload the results folder as a dataset"})
     no_progress: bool = field(default=False, metadata={"help": "hide the progress bar"})
+    overwrite: bool = field(default=False, metadata={"help": "start afresh when --output holds a run with other "
+                                                             "settings or inputs (deletes only that run's files)"})
+    allow_incomplete: bool = field(default=False, metadata={"help": "evaluate a build that did not finish or has no "
+                                                                    "manifest (recorded in run.json)"})
 
 
 def parse_eval_args(argv: list[str] | None = None) -> EvalArguments:

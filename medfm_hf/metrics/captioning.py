@@ -206,6 +206,8 @@ def _ngrams(tokens: Sequence[str], max_n: int) -> Counter:
 
 
 def _check_refs(hypotheses: Sequence[Any], references: Sequence[Any]) -> None:
+    if len(hypotheses) == 0:
+        raise ValueError("no predictions: BLEU and CIDEr-D need at least one caption and its references")
     if len(hypotheses) != len(references):
         raise ValueError(
             f"got {len(hypotheses)} predictions and {len(references)} reference lists; pass one list per prediction"

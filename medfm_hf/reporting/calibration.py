@@ -33,7 +33,7 @@ def calibration_report(infos: list[dict]) -> pd.DataFrame:
 
 def config_table(infos: list[dict]) -> pd.DataFrame:
     """One row per config (perturbation and level, in that order): rows, modalities, in-band rate, mean SSIM."""
-    from medfm_hf.benchmark.features import config_name
+    from medfm_hf.benchmark.layout import config_name
 
     cells = calibration_cells(infos)
     if cells.empty:

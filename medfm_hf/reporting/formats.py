@@ -8,7 +8,8 @@ import os
 import numpy as np
 import pandas as pd
 
-from medfm_hf.dataset_io import atomic_write_text, format_table
+from medfm_hf.dataset_io import format_table
+from medfm_hf.io import atomic_write_text
 from medfm_hf.reporting.stats import Estimate
 
 HEADERS = {"rel_drop": "rel. drop", "auc": "AUC", "rel_mCE": "rel. mCE", "attack_drop": "attack drop",

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from medfm_hf import __version__
-from medfm_hf.dataset_io import atomic_write_text
+from medfm_hf.io import atomic_write_parquet, atomic_write_text
 from medfm_hf.reporting.formats import flat, to_markdown
 from medfm_hf.reporting.load import Results, Run, load_results
 from medfm_hf.reporting.stats import DEFAULT_N_BOOT
@@ -120,12 +120,6 @@ def leaderboard_summary(results: Results, n_boot: int = DEFAULT_N_BOOT, seed: in
     return out[[c for c in cols if c in out.columns]]
 
 
-def _write_parquet(df: pd.DataFrame, path: str) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
-
-
 def _card(summary: pd.DataFrame, rows: pd.DataFrame, title: str) -> str:
     table = to_markdown(summary, drop=("perturbed",)) if not summary.empty else "(no perturbed results)"
     runs = rows.drop_duplicates("run")[["run", "model", "task", "dataset", "git_revision", "finished"]]
@@ -181,8 +175,8 @@ def write_leaderboard(specs: list[str], out: str, *, n_boot: int = DEFAULT_N_BOO
     rows = leaderboard_rows(results, n_boot, seed)
     summary = leaderboard_summary(results, n_boot, seed)
     os.makedirs(os.path.join(out, "data"), exist_ok=True)
-    _write_parquet(rows, os.path.join(out, ROWS_FILE))
-    _write_parquet(flat(summary) if not summary.empty else pd.DataFrame({"rank": []}),
+    atomic_write_parquet(rows, os.path.join(out, ROWS_FILE))
+    atomic_write_parquet(flat(summary) if not summary.empty else pd.DataFrame({"rank": []}),
                          os.path.join(out, SUMMARY_FILE))
     atomic_write_text(os.path.join(out, "README.md"), _card(summary, rows, title))
     url = None

@@ -14,6 +14,7 @@ import os
 import numpy as np
 import pandas as pd
 
+from medfm_hf.io import atomic_path
 from medfm_hf.reporting.stats import Estimate
 
 logger = logging.getLogger(__name__)
@@ -45,9 +46,9 @@ def _save(fig, folder: str, name: str) -> str:
     os.makedirs(folder, exist_ok=True)
     png = os.path.join(folder, f"{name}.png")
     for path in (png, os.path.join(folder, f"{name}.svg")):
-        tmp = f"{path}.tmp{os.path.splitext(path)[1]}"
-        fig.savefig(tmp, bbox_inches="tight", metadata={"Date": None} if path.endswith(".svg") else None)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=os.path.splitext(path)[1][1:], bbox_inches="tight",
+                        metadata={"Date": None} if path.endswith(".svg") else None)
     plt.close(fig)
     return png
 

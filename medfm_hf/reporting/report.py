@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from medfm_hf import __version__
-from medfm_hf.dataset_io import atomic_write_text
+from medfm_hf.io import atomic_write_text
 from medfm_hf.reporting import plots
 from medfm_hf.reporting.formats import write_table
 from medfm_hf.reporting.html import Document

@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from medfm_hf.dataset_io import atomic_write_text
+from medfm_hf.io import atomic_write_text
 from medfm_hf.reporting.formats import summary_text
 
 SUMMARY_VALUES = ("iou", "dice", "iou_drop", "dice_drop", "rel_iou_drop")

@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from medfm_hf.vlm.base import Response
+from medfm_hf.vlm.response import Response
 
 logger = logging.getLogger(__name__)
 
