@@ -155,6 +155,7 @@ def run_shard(out: str, source: str, pert_name: str, levels: Sequence[int], seed
     """Calibrate one (source, perturbation) shard and write its per-level files; returns its stats."""
     from medfm_hf.calibration import calibrate
     from medfm_hf.perturbations import get_perturbation
+    from medfm_hf.perturbations.ct import ct_window
 
     t0 = time.perf_counter()
     pert = get_perturbation(pert_name)
@@ -165,7 +166,8 @@ def run_shard(out: str, source: str, pert_name: str, levels: Sequence[int], seed
             continue
         data_range = rec.meta.get("data_range")
         results = calibrate(rec.image, pert_name, image_id=rec.image_id, seed=seed, levels=tuple(levels),
-                            mask=rec.mask, data_range=data_range)
+                            mask=rec.mask, data_range=data_range, fov=rec.field_of_view(),
+                            window=ct_window(rec.meta) if rec.modality == "ct" else None)
         for res in results:
             target = rec.target_bbox
             if pert.geometric and target is not None:
@@ -177,11 +179,14 @@ def run_shard(out: str, source: str, pert_name: str, levels: Sequence[int], seed
             )
             new.meta["calibration"] = {"perturbation": pert_name, "level": res.level, "strength": res.strength,
                                        "ssim": res.ssim, "in_band": res.in_band, "seed": res.seed,
-                                       "evaluations": res.evaluations}
+                                       "evaluations": res.evaluations, "ssim_frame": res.ssim_frame,
+                                       "reason": res.reason,
+                                       "target_visible_fraction": res.target_visible_fraction}
             rows[res.level].append(new)
             stats.append({"image_id": rec.image_id, "modality": rec.modality, "level": res.level,
                           "ssim": res.ssim, "in_band": res.in_band, "evaluations": res.evaluations,
-                          "strength": res.strength})
+                          "strength": res.strength, "ssim_frame": res.ssim_frame, "reason": res.reason,
+                          "target_visible_fraction": res.target_visible_fraction})
     for lv, recs in rows.items():
         path = os.path.join(out, "data", config_name(pert_name, lv), f"test-{source}-00000-of-00001.parquet")
         _write_perturbed(recs, path)
@@ -200,7 +205,8 @@ def _write_perturbed(recs: list[Record], path: str) -> None:
         row["meta"] = json.dumps({k: v for k, v in r.meta.items() if k != "calibration"}, sort_keys=True)
         row.update({"perturbation": cal["perturbation"], "level": cal["level"], "strength": cal["strength"],
                     "ssim": cal["ssim"], "in_band": cal["in_band"], "seed": cal["seed"],
-                    "evaluations": cal["evaluations"]})
+                    "evaluations": cal["evaluations"], "ssim_frame": cal["ssim_frame"],
+                    "reason": cal["reason"], "target_visible_fraction": cal["target_visible_fraction"]})
         rows.append(row)
     write_rows_parquet(rows, path, feats)
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from medfm_hf.records import clean_features
 
-PERTURBED_FIELDS = ("perturbation", "level", "strength", "ssim", "in_band", "seed", "evaluations")
+PERTURBED_FIELDS = ("perturbation", "level", "strength", "ssim", "in_band", "seed", "evaluations", "ssim_frame",
+                    "reason", "target_visible_fraction")
 
 
 def perturbed_features():
@@ -19,6 +20,9 @@ def perturbed_features():
     feats["in_band"] = Value("bool")
     feats["seed"] = Value("int64")
     feats["evaluations"] = Value("int32")
+    feats["ssim_frame"] = Value("float64")
+    feats["reason"] = Value("string")
+    feats["target_visible_fraction"] = Value("float64")
     return feats
 
 

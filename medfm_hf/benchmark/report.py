@@ -10,8 +10,9 @@ def calibration_cells(infos: list[dict]) -> pd.DataFrame:
     for info in infos:
         for c in info["cells"]:
             rows.append({"source": info["source"], "perturbation": info["perturbation"], **c})
-    cols = ["source", "perturbation", "image_id", "modality", "level", "ssim", "in_band", "evaluations", "strength"]
-    return pd.DataFrame(rows, columns=cols)
+    cols = ["source", "perturbation", "image_id", "modality", "level", "ssim", "in_band", "evaluations", "strength",
+            "ssim_frame", "reason", "target_visible_fraction"]
+    return pd.DataFrame(rows, columns=cols).reindex(columns=cols)
 
 
 def calibration_report(infos: list[dict]) -> pd.DataFrame:
@@ -20,15 +21,19 @@ def calibration_report(infos: list[dict]) -> pd.DataFrame:
     cells = calibration_cells(infos)
     if cells.empty:
         return pd.DataFrame(columns=["perturbation", "level", "modality", "cells", "in_band_rate", "mean_ssim",
-                                     "evaluations_per_cell", "seconds_per_cell"])
+                                     "mean_ssim_frame", "evaluations_per_cell", "seconds_per_cell", "reasons"])
     secs = {}
     for info in infos:
         n = max(1, len(info["cells"]))
         secs[(info["source"], info["perturbation"])] = info["seconds"] / n
     cells["seconds"] = [secs[(s, p)] for s, p in zip(cells["source"], cells["perturbation"])]
+    cells["reason"] = cells["reason"].fillna("")
     g = cells.groupby(["perturbation", "level", "modality"], sort=True)
     rep = g.agg(cells=("in_band", "size"), in_band_rate=("in_band", "mean"), mean_ssim=("ssim", "mean"),
-                evaluations_per_cell=("evaluations", "mean"), seconds_per_cell=("seconds", "mean")).reset_index()
+                mean_ssim_frame=("ssim_frame", "mean"), evaluations_per_cell=("evaluations", "mean"),
+                seconds_per_cell=("seconds", "mean"),
+                reasons=("reason", lambda s: ", ".join(f"{k}:{v}" for k, v in sorted(s[s != ""].value_counts().items())))
+                ).reset_index()
     return rep
 
 

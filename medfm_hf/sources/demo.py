@@ -14,6 +14,9 @@ synthetic: the demo set exercises the pipeline; it says nothing about clinical p
 in each record's ``meta``. Every image is 256 x 256; grey for ct/mri/xray/ultrasound/oct/angiography,
 RGB for dermoscopy/endoscopy/fundus/pathology. Per modality: 6 test, 6 train, 2 validation images.
 
+Every record carries its field of view (``fov``): the endoscopy aperture is supplied (it is drawn),
+the other modalities' FOV comes from :func:`medfm_hf.perturbations.fov.detect_fov`.
+
 Every record also carries VLM fields: a four-option multiple-choice question (modality, lesion
 location or lesion size), a caption, and the lesion box as grounding target.
 """
@@ -577,8 +580,12 @@ def _build_all() -> tuple[Record, ...]:
                 split=_split_of(k),
                 mask=mask,
                 meta=meta,
+                fov=(_fov() > 0.5) if modality == "endoscopy" else None,
                 **vlm,
             )
+            # the endoscopy aperture is known by construction; the other modalities' FOV is detected
+            rec.meta["fov"] = "supplied: procedural aperture" if modality == "endoscopy" else "detected"
+            rec.field_of_view()
             rec.validate()
             records.append(rec)
     return tuple(records)
