@@ -213,7 +213,9 @@ def _bg_ct() -> list[_Background]:
         img = _crop_resize(ph, 0.5, 0.5, 1.0, flip)
         img8 = np.clip(np.rint(img * 255.0), 0, 255).astype(np.uint8)
         out.append(_Background(img8, {"background": "scikit-image:shepp_logan_phantom", "window":
-                                      {"center": 0.5, "width": 1.0}, "flip": flip, "variant": i}))
+                                      {"center": 0.0, "width": 2000.0,
+                                       "unit": "HU (phantom intensity 0..1 read as -1000..+1000 HU)"},
+                                      "flip": flip, "variant": i}))
     return out
 
 

@@ -30,8 +30,8 @@ def _disk(shape: tuple[int, int], cy: float, cx: float, r: float) -> np.ndarray:
     return (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
 
 
-def _apply(name: str, image: np.ndarray, strength: float, seed: int = 0) -> np.ndarray:
-    return get_perturbation(name)(image, strength, np.random.default_rng(seed))
+def _apply(name: str, image: np.ndarray, strength: float, seed: int = 0, **kw) -> np.ndarray:
+    return get_perturbation(name).apply(image, strength, np.random.default_rng(seed), **kw)[0]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -66,15 +66,15 @@ def test_ct_forward_projector_matches_skimage_radon():
 
 
 def test_ct_fbp_round_trip_units():
-    """Projecting an attenuation change and reconstructing it returns it in intensity units, in place."""
+    """Projecting an HU change and reconstructing it returns it in HU, in place."""
     side = 96
-    dx = np.zeros((side, side))
-    dx[30:40, 55:65] = 0.5
+    dhu = np.zeros((side, side))
+    dhu[30:40, 55:65] = 500.0
     theta = np.linspace(0.0, 180.0, ct.n_views(side), endpoint=False)
-    dp = radon(dx * ct._pixel_mu(side), theta, circle=False)
+    dp = radon(dhu / 1000.0 * ct.MU_WATER_PER_CM * ct._pixel_cm(side), theta, circle=False)
     back = ct.reconstruct_artifact(dp, theta, (side, side))
-    assert abs(back[32:38, 57:63].mean() - 0.5) < 0.03
-    assert np.abs(back[70:90, 10:30]).mean() < 0.02
+    assert abs(back[32:38, 57:63].mean() - 500.0) < 30.0
+    assert np.abs(back[70:90, 10:30]).mean() < 20.0
 
 
 def _radial_r2(a: np.ndarray, cy: float, cx: float, rmax: float = 50.0, bin_width: float = 0.25) -> float:
@@ -136,8 +136,9 @@ def test_ct_beam_hardening_cups_a_uniform_object():
 def test_ct_metal_is_bright_and_streaks_reach_far():
     x = 0.5 * _disk((N, N), 64, 64, 58)
     img = _u16(x)
-    weak = to_float(_apply("ct_metal", img, 5.0, seed=1)) - to_float(img)
-    strong = to_float(_apply("ct_metal", img, 30.0, seed=1)) - to_float(img)
+    wide = {"window": (0.0, 2000.0)}  # 0.5 is water (0 HU); the artifact is seen over -1000..+1000 HU
+    weak = to_float(_apply("ct_metal", img, 5.0, seed=1, **wide)) - to_float(img)
+    strong = to_float(_apply("ct_metal", img, 30.0, seed=1, **wide)) - to_float(img)
     metal = strong > 0.3
     assert 0 < metal.sum() < 400  # a few small inserts, not a drawn pattern over the image
     far = ~ndi.binary_dilation(metal, iterations=10) & _disk((N, N), 64, 64, 56)
