@@ -15,8 +15,8 @@ Every CT perturbation follows the same physical pipeline:
 3. **Projection.** Parallel beam, :func:`n_views` = ceil(pi/2 L) views over 180 degrees (the angular
    Nyquist rate: 402 views at 256 px; 180 views aliased an ideal metal disc into streaks), a
    vectorised projector in the geometry of :func:`skimage.transform.radon` (:func:`forward_project`).
-4. **The artifact's physics** corrupts the line integrals, :math:`p \to \tilde p`.
-5. **Reconstruction.** The artifact sinogram :math:`\tilde p - p` is reconstructed by filtered
+4. **The artifact's physics** corrupts the line integrals, :math:`p \\to \\tilde p`.
+5. **Reconstruction.** The artifact sinogram :math:`\\tilde p - p` is reconstructed by filtered
    back-projection (:func:`skimage.transform.iradon`, Shepp-Logan filter) -- FBP is linear, so this is
    exactly the reconstruction with the artifact minus the one without it, and a metal-free round trip
    is lossless -- added to the HU image and shown through the same window. Air stays air unless an
@@ -128,7 +128,7 @@ def forward_project(images: np.ndarray, theta_deg: np.ndarray) -> np.ndarray:
     """Parallel-beam line integrals of square images, in :func:`skimage.transform.radon`'s geometry.
 
     A vectorised pixel-driven projector: each pixel's value is split linearly between the two detector
-    bins nearest to its projection :math:`t = x\\cos\theta - y\\sin\theta` (pixel centres about
+    bins nearest to its projection :math:`t = x\\cos\\theta - y\\sin\\theta` (pixel centres about
     ``side // 2``). ``images`` is ``(n, side, side)``; returns ``(n, detectors, views)`` with
     ``detectors = ceil(sqrt(2) side)`` like ``radon(..., circle=False)``; about 5x faster than ``radon``
     and equal to it up to interpolation (tested).
@@ -282,7 +282,7 @@ def ct_metal(
 
     Physics: a metal insert (dental filling, hip prosthesis, clip) attenuates so strongly that (i) the
     polychromatic beam behind it is hardened -- the measured line integral grows sub-linearly,
-    :math:`\tilde p_m = \\ln(1 + \beta\\, s\\, \\ell_m)/\beta` -- and (ii) almost no photons reach the
+    :math:`\\tilde p_m = \\ln(1 + \\beta\\, s\\, \\ell_m)/\\beta` -- and (ii) almost no photons reach the
     detector, so quantum noise explodes and counts are clipped at one photon (photon starvation).
     The rays through the metal (the metal trace) are then inconsistent with the rest of the sinogram and
     FBP smears the error along them: bright/dark streaks radiating from the metal and dark bands between
@@ -293,8 +293,8 @@ def ct_metal(
     Parameters (all drawn from ``rng`` before the strength is used): 1-3 disks of radius
     :math:`U(0.012, 0.03) L` placed inside the body (FOV, HU > -200); standard normal noise :math:`z` for
     every detector reading. ``strength`` :math:`s` is the metal's linear attenuation in units of water's
-    (titanium ~ 7, steel / cobalt-chromium ~ 25-30: the ceiling), :math:`N_0 = 2\times10^5` photons per
-    ray, :math:`\beta = 0.08`.
+    (titanium ~ 7, steel / cobalt-chromium ~ 25-30: the ceiling), :math:`N_0 = 2\\times10^5` photons per
+    ray, :math:`\\beta = 0.08`.
     """
     f = _CTFrame(image, window, fov)
     p_soft, p_bone, theta = f.projections()
@@ -324,7 +324,7 @@ def ct_metal(
 
 
 def hardening_deficit(q: np.ndarray, beta: float) -> np.ndarray:
-    """Shortfall of a hardened line integral: :math:`q - \\ln(1 + \beta q)/\beta \approx \beta q^2 / 2`."""
+    """Shortfall of a hardened line integral: :math:`q - \\ln(1 + \\beta q)/\\beta \\approx \\beta q^2 / 2`."""
     if beta <= 0:
         return np.zeros_like(q)
     return q - np.log1p(beta * q) / beta
@@ -334,7 +334,7 @@ def hardened_sinogram(p_soft: np.ndarray, p_bone: np.ndarray, beta: float, kappa
     """Polychromatic (beam-hardened) line integral, first-order model.
 
     Water and bone each harden the beam: the measured integral falls short by
-    :math:`D(p_{soft}) + D(\\kappa p_{bone})/\\kappa` with :math:`D(q) = q - \\ln(1 + \beta q)/\beta`. The water
+    :math:`D(p_{soft}) + D(\\kappa p_{bone})/\\kappa` with :math:`D(q) = q - \\ln(1 + \\beta q)/\\beta`. The water
     term grows with path length (cupping); the bone term is super-additive, so a ray through two bones
     loses more than the two rays through one each (dark bands between dense objects). The water-bone
     cross term (bone looking less dense behind a long water path) is left out -- a scanner's bone
@@ -366,10 +366,11 @@ def ct_beam_hardening(
     reconstruct darker in the centre (cupping) and rays through two dense bones are under-estimated most,
     giving dark bands between them (Hsieh 2015, sec. 7.4).
 
-    Model: :math:`\tilde p = p - [q - \\ln(1 + \beta q)/\beta]`, :math:`q = p_{soft} + \\kappa p_{bone}`, in
-    HU (module docstring: bone above +300 HU, full bone from +700 HU). ``strength`` is :math:`\beta` (per
+    Model (:func:`hardened_sinogram`): :math:`\\tilde p = p - D(p_{soft}) - D(\\kappa p_{bone})/\\kappa`,
+    :math:`D(q) = q - \\ln(1 + \\beta q)/\\beta`, in HU (module docstring: bone above +300 HU, full bone
+    from +700 HU). ``strength`` is :math:`\\beta` (per
     unit line integral, 0 = monochromatic); the ceiling 0.1 is an uncorrected clinical spectrum. Bone
-    stays bone: at level 3 the mean bone HU of the test phantom stays within 15 % (tested).
+    stays bone: at a level-3 strength the phantom's mean bone HU stays within 15 % (tested).
     :math:`\\kappa \\sim U(1.5, 2.5)` is drawn from ``rng`` (bone's extra energy dependence -- photo-electric
     effect -- for this scanner's spectrum).
     """
