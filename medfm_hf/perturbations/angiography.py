@@ -134,6 +134,7 @@ def motion_blur_image(x: np.ndarray, path_px: np.ndarray) -> np.ndarray:
     modalities=("angiography",),
     strength_range=(0.0, 30.0),
     description="cardiac/respiratory motion during the exposure: blur along a curved path",
+    side_effects=("smoothing",), side_effect_note="motion blur",
 )
 def angio_motion(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
     """Motion blur from cardiac and respiratory motion during the exposure.

@@ -352,6 +352,7 @@ def hardened_sinogram(p_soft: np.ndarray, p_bone: np.ndarray, beta: float, kappa
     ceiling_note="beta <= 0.1 per unit line integral: an uncorrected 80-120 kVp spectrum through water "
     "loses ~5-10 % of a 30 cm path's line integral (Brooks & Di Chiro 1976; Hsieh 2015 sec. 7.4)",
     description="polychromatic beam hardening in HU: cupping and dark bands between dense objects",
+    side_effects=("zeroed",), side_effect_note="dark bands between dense objects fall below the window's floor",
 )
 def ct_beam_hardening(
     image: np.ndarray, strength: float, rng: np.random.Generator, fov: np.ndarray | None = None,

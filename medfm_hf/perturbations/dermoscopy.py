@@ -130,6 +130,7 @@ def derm_hair(image: np.ndarray, strength: float, rng: np.random.Generator) -> n
     modalities=("dermoscopy",),
     strength_range=(0.0, 0.6),
     description="circular field of view of the dermoscope optics: dark corners and cos^4 falloff",
+    side_effects=("zeroed",), side_effect_note="the dark corners of the field stop are the artifact",
 )
 def derm_vignette(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
     r"""Circular field-of-view vignetting.

@@ -212,6 +212,7 @@ def endo_bubbles(
     modalities=("endoscopy",),
     strength_range=(0.0, 1.0),
     description="blood film occluding the mucosa (Beer-Lambert absorption by haemoglobin)",
+    side_effects=("smoothing",), side_effect_note="blood covers the mucosa's texture",
 )
 def endo_blood(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
     r"""Blood covering the mucosa.
@@ -270,6 +271,7 @@ def endo_blood(image: np.ndarray, strength: float, rng: np.random.Generator) -> 
     modalities=("endoscopy",),
     strength_range=(0.0, 8.0),
     description="overexposure: sensor saturation with blooming where tissue is close to the light",
+    side_effects=("saturated",), side_effect_note="blooming to the sensor's full well is the artifact",
 )
 def endo_overexposure(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
     r"""Overexposure with saturated blooming.

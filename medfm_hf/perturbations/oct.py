@@ -109,6 +109,7 @@ def shadow_profile(
     modalities=("oct",),
     strength_range=(0.0, 400.0),
     description="A-scan shadowing below absorbers (diffuse vitreous opacity / haemorrhage, retinal vessels)",
+    side_effects=("smoothing",), side_effect_note="the shadow attenuates the signal below a vessel, and its speckle with it",
 )
 def oct_shadow(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
     """Shadowing: signal loss in the A-scans beneath an absorbing or scattering structure.
@@ -167,6 +168,7 @@ def oct_shadow(image: np.ndarray, strength: float, rng: np.random.Generator) -> 
     modalities=("oct",),
     strength_range=(0.0, 0.9),
     description="blink / lost fixation: contiguous A-scans with no signal (noise floor only)",
+    side_effects=("zeroed",), side_effect_note="lost A-scans carry no signal",
 )
 def oct_blink(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
     """Blink artifact: A-scans acquired while the eyelid blocks the beam carry no signal.

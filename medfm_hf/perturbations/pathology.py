@@ -126,6 +126,7 @@ def path_stain(image: np.ndarray, strength: float, rng: np.random.Generator) -> 
     modalities=("pathology",),
     strength_range=(0.0, 1.0),
     description="air bubbles under the coverslip: dark refractive rims, defocused hazy interior",
+    side_effects=("smoothing",), side_effect_note="an air bubble's refraction and edge blur the tissue under it",
 )
 def path_bubbles(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
     r"""Air bubbles trapped in the mounting medium under the coverslip.
@@ -194,6 +195,7 @@ def path_bubbles(image: np.ndarray, strength: float, rng: np.random.Generator) -
     modalities=("pathology",),
     strength_range=(0.0, 1.0),
     description="tissue fold: a flap of the section folded in over the tile (optical densities add)",
+    side_effects=("smoothing",), side_effect_note="a fold doubles the tissue thickness: darker, lower contrast",
 )
 def path_fold(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
     r"""Tissue fold: a flap of the section folded over the tissue of the tile.

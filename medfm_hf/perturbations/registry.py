@@ -99,6 +99,8 @@ class Perturbation:
     ceiling_note: str = ""
     side_effects: frozenset = frozenset()
     side_effect_note: str = ""
+    pending: frozenset = frozenset()
+    pending_note: str = ""
     occluding: bool = False
     accepts: frozenset = frozenset()
 
@@ -209,12 +211,16 @@ def register_perturbation(
     ceiling_note: str = "",
     side_effects: tuple[str, ...] = (),
     side_effect_note: str = "",
+    pending: tuple[str, ...] = (),
+    pending_note: str = "",
 ) -> Callable[[Callable], Callable]:
     """Decorator that registers a perturbation function (see the module docstring for the contract).
 
     ``ceiling`` is the strongest physically plausible strength (``ceiling_note`` says why; default: the
     top of ``strength_range``, whose own reason the docstring gives); the calibrator never exceeds it.
-    ``side_effects`` declares which of :data:`SIDE_EFFECTS` are the artifact itself (with a note).
+    ``side_effects`` declares which of :data:`SIDE_EFFECTS` are the artifact itself (with a note);
+    ``pending`` lists side effects that are *defects* of the current model, not the artifact, still to be
+    fixed (the property test checks they still occur, so the list cannot go stale; the audit lists them).
     The function may take keyword arguments ``fov``, ``window``, ``occlusion`` (a list to which it
     appends its opacity map) and ``mask`` (then it returns ``(image, mask)``).
     """
@@ -226,7 +232,7 @@ def register_perturbation(
         if bad:
             raise ValueError(f"perturbation {name!r}: unknown modalities {bad}")
         family = fn.__module__.rsplit(".", 1)[-1]
-        bad_fx = [e for e in side_effects if e not in SIDE_EFFECTS]
+        bad_fx = [e for e in (*side_effects, *pending) if e not in SIDE_EFFECTS]
         if bad_fx:
             raise ValueError(f"perturbation {name!r}: unknown side effects {bad_fx}; use {SIDE_EFFECTS}")
         params = set(inspect.signature(fn).parameters)
@@ -245,6 +251,8 @@ def register_perturbation(
             ceiling_note=ceiling_note,
             side_effects=frozenset(side_effects),
             side_effect_note=side_effect_note,
+            pending=frozenset(pending),
+            pending_note=pending_note,
             occluding="occlusion" in accepts,
             accepts=accepts,
         )
