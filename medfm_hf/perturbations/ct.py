@@ -478,6 +478,7 @@ def full_rotation_errors(err: np.ndarray) -> np.ndarray:
     ceiling_note="log-gain spread <= 7.5 % on all channels and defective channels <= 50 %: a detector far "
     "out of calibration, still read out (beyond it the scanner's QA flags the channel and interpolates it)",
     description="ring artifact: per-detector gain errors, constant over views, reconstructed by FBP",
+    side_effects=("saturated",), side_effect_note="a bright ring can exceed the window's top",
 )
 def ct_ring(
     image: np.ndarray, strength: float, rng: np.random.Generator, fov: np.ndarray | None = None,

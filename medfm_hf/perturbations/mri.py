@@ -125,6 +125,7 @@ def draw_ghost_params(rng: np.random.Generator) -> tuple[int, int, int]:
     modalities=("mri",),
     strength_range=(0.0, 1.0),
     description="periodic phase-encode modulation: ghost copies at FOV/N along the phase-encode axis",
+    pending=("smoothing",), pending_note="the high-pass energy inside the body falls by 30-60 %; not yet explained (a unit-modulus k-space modulation keeps the total energy)",
 )
 def mri_ghosting(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
     """Ghosting from a periodic phase error between phase-encode lines.
@@ -201,6 +202,7 @@ def motion_trajectory(times: np.ndarray, rng: np.random.Generator) -> np.ndarray
     modalities=("mri",),
     strength_range=(0.0, 20.0),
     description="rigid patient motion during acquisition: k-space segments from moved copies",
+    side_effects=("smoothing",), side_effect_note="k-space segments from moved copies average the fine detail",
 )
 def mri_motion(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
     """Motion artifact: blurring and ghosting from rigid movement between phase-encode lines.
@@ -302,6 +304,7 @@ def truncation_window(n: int, keep: float) -> np.ndarray:
     modalities=("mri",),
     strength_range=(0.0, 0.99),
     description="k-space truncation: Gibbs ringing at sharp edges (and blurring)",
+    side_effects=("smoothing",), side_effect_note="k-space truncation is a low-pass: fine detail and noise go with it",
 )
 def mri_gibbs(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
     """Gibbs (truncation) ringing.

@@ -193,6 +193,7 @@ def grid_transmission(
     modalities=("xray",),
     strength_range=(0.0, 5.0),
     description="anti-scatter grid lines: lead strip shadows, moire when the grid is undersampled",
+    ceiling=5.0, ceiling_note="lead strips of 3-5 e-folds at 70 kVp", side_effects=("saturated",), side_effect_note="opaque strip shadows behind dense (already bright) anatomy exceed the display range",
 )
 def xray_grid(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
     """Grid-line and moiré artifact from a stationary anti-scatter grid.
