@@ -27,3 +27,19 @@ def keep_quantum_noise(clean: np.ndarray, out: np.ndarray, z: np.ndarray, region
     if e_z <= 0 or e_out >= e_clean:
         return out
     return out + np.sqrt((e_clean - e_out) / e_z) * z
+
+
+def shot_noise(clean: np.ndarray, out: np.ndarray, gain: np.ndarray, z: np.ndarray,
+               region: np.ndarray | None = None) -> np.ndarray:
+    """Add the relative shot noise of an exposure scaled per pixel by ``gain`` (<= 1) to ``out``.
+
+    With fewer photons the signal scales by ``gain`` but Poisson noise only by ``sqrt(gain)``: the
+    clean image's noise (estimated as its high-pass energy, an upper bound) already scaled by ``gain``
+    in ``out`` is topped up by white noise of variance ``sigma^2 (gain - gain^2)`` per pixel.
+    """
+    e_clean = highpass_energy(clean, region)
+    e_z = highpass_energy(z, region)
+    if e_z <= 0:
+        return out
+    g = np.clip(gain, 0.0, 1.0)
+    return out + np.sqrt(e_clean / e_z * (g - g * g)) * z

@@ -21,6 +21,7 @@ import numpy as np
 from numpy.polynomial import legendre
 from scipy import ndimage as ndi
 
+from medfm_hf.perturbations._common import keep_quantum_noise
 from medfm_hf.perturbations.registry import from_float, register_perturbation, to_float
 
 
@@ -67,8 +68,11 @@ def bias_log_field(shape: tuple[int, int], coefficients: np.ndarray) -> np.ndarr
     modalities=("mri",),
     strength_range=(0.0, 6.0),
     description="receive-coil bias field: smooth multiplicative intensity non-uniformity",
+    ceiling=1.2, ceiling_note="peak log-gain 1.2 (a factor 3.3 either way): phased-array surface-coil profiles at 3 T before intensity normalisation (Sled et al. 1998)",
 )
-def mri_bias_field(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+def mri_bias_field(
+    image: np.ndarray, strength: float, rng: np.random.Generator, fov: np.ndarray | None = None
+) -> np.ndarray:
     """Intensity non-uniformity (bias field) from coil sensitivity and B1 inhomogeneity.
 
     Physics: the receive coil's sensitivity (and the transmit field's inhomogeneity at high field) varies
@@ -81,15 +85,31 @@ def mri_bias_field(image: np.ndarray, strength: float, rng: np.random.Generator)
     :math:`c_{ij} \\sim \\mathcal N(0, 1)` (drawn from ``rng``), zero mean, :math:`\\max|f| = 1`.
     ``strength`` :math:`s` is the peak log-gain (s = 1: the field spans a factor :math:`e^{\\pm 1}`).
 
-    Severity: SSIM is insensitive to smooth gain changes (its structure term is invariant to them), so
-    the upper levels need fields beyond the clinical range: surface coils give up to about
-    :math:`s \\approx 2.3` (a factor 10 either way); levels 4-5 typically need :math:`s = 4\\ldots 6`, and
-    on images that are mostly dark background (where a gain changes nothing) they are out of reach
-    within the range; see ``docs/physics_ct_mri_xray_oct.md`` for the measured rates.
+    The reconstruction scales the magnitude image into the stored range, so a gain above 1 does not
+    clip: if the field raises the maximum, the image is scaled back to the clean maximum. The thermal
+    receiver noise is not multiplied by the field (it is uniform over the image), so where the field
+    lowers the signal the noise keeps its level: the noise the gain removed is put back as white noise
+    inside the body (:func:`~medfm_hf.perturbations._common.keep_quantum_noise`).
+
+    Severity: SSIM is insensitive to smooth gain changes (its structure term is invariant to them).
+    Within the physical ceiling :math:`s \\le 1.2` (a factor 3.3 either way, surface-coil profiles at
+    3 T) levels 4-5 are out of reach on most images and level 3 on some: they are reported as
+    ``reason = "ceiling"``, not bought with a x400 gain and clipping as before.
     """
     coeffs = rng.standard_normal((BIAS_ORDER + 1, BIAS_ORDER + 1))
     field = np.exp(strength * bias_log_field(image.shape[:2], coeffs))
-    return _per_channel(image, lambda x: x * field)
+    z = rng.standard_normal(image.shape[:2])
+    region = None if fov is None or fov.sum() < 16 else np.asarray(fov, bool)
+
+    def fn(x: np.ndarray) -> np.ndarray:
+        y = x * field
+        # the reconstruction scales the magnitude image into the stored range: nothing clips
+        top, y_top = float(x.max()), float(y.max())
+        y = y * (top / y_top) if y_top > top > 0 else y
+        # thermal receiver noise is not shaped by the coil sensitivity: its level stays
+        return np.abs(keep_quantum_noise(x, y, z, region))  # magnitude image: Rician, never negative
+
+    return _per_channel(image, fn)
 
 
 # ----------------------------------------------------------------------------------------------------
