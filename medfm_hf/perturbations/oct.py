@@ -111,7 +111,9 @@ def shadow_profile(
     description="A-scan shadowing below absorbers (diffuse vitreous opacity / haemorrhage, retinal vessels)",
     side_effects=("smoothing",), side_effect_note="the shadow attenuates the signal below a vessel, and its speckle with it",
 )
-def oct_shadow(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+def oct_shadow(
+    image: np.ndarray, strength: float, rng: np.random.Generator, occlusion: list | None = None
+) -> np.ndarray:
     """Shadowing: signal loss in the A-scans beneath an absorbing or scattering structure.
 
     Physics: light reaching a depth :math:`z` has passed everything above it twice; a vitreous floater,
@@ -155,6 +157,8 @@ def oct_shadow(image: np.ndarray, strength: float, rng: np.random.Generator) -> 
         lin = to_linear(x)
         floor = noise_floor(lin)
         # only the signal above the noise floor is attenuated; readings below it are noise and stay
+        if occlusion is not None and not occlusion:  # signal lost: 3 dB (half the intensity) = opacity 0.5
+            occlusion.append(1.0 - 10.0 ** (-strength * profile / 10.0))
         return to_display(np.minimum(lin, (lin - floor) * 10.0 ** (-strength * profile / 10.0) + floor))
 
     return _per_channel(image, fn)
@@ -172,7 +176,9 @@ def oct_shadow(image: np.ndarray, strength: float, rng: np.random.Generator) -> 
     description="blink / lost fixation: contiguous A-scans with no signal (noise floor only)",
     side_effects=("zeroed",), side_effect_note="lost A-scans carry no signal",
 )
-def oct_blink(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+def oct_blink(
+    image: np.ndarray, strength: float, rng: np.random.Generator, occlusion: list | None = None
+) -> np.ndarray:
     """Blink artifact: A-scans acquired while the eyelid blocks the beam carry no signal.
 
     Physics: during a blink (or when the pupil is lost) no light returns from the retina, so the A-scans
@@ -202,6 +208,8 @@ def oct_blink(image: np.ndarray, strength: float, rng: np.random.Generator) -> n
         floor = noise_floor(lin)
         return to_display(lin * (1.0 - lost)[None, :] + floor * speckle * lost[None, :])
 
+    if occlusion is not None:
+        occlusion.append(np.broadcast_to(lost[None, :], (h, w)).copy())
     return _per_channel(image, fn)
 
 
