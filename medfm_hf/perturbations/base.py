@@ -266,7 +266,8 @@ def _jpeg8(image8: np.ndarray, quality: float) -> np.ndarray:
 @register_perturbation(
     "jpeg", modalities=ALL, strength_range=(0.0, 99.0),
     description="JPEG round trip at quality 100 - strength (real-valued IJG table scaling)",
-    side_effects=("smoothing", "zeroed"), side_effect_note="quantised DCT coefficients remove fine structure and noise; dark noisy blocks quantise to black",
+    side_effects=("smoothing", "zeroed", "saturated"),
+    side_effect_note="quantised DCT coefficients remove fine structure and noise; their overshoot clips flat dark and bright blocks at the range ends",
 )
 def jpeg(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
     """Lossy JPEG compression (baseline DCT, 4:2:0 chroma for colour) at quality ``100 - strength``.
@@ -433,7 +434,8 @@ def rotate(
 @register_perturbation(
     "scale", modalities=ALL, strength_range=(0.0, 3.0), geometric=True,
     description="zoom in by 1 + strength or out by 1 / (1 + strength) (seeded); mask and boxes follow",
-    side_effects=("saturated", "zeroed", "smoothing"), side_effect_note="content moves into and out of the FOV (bright or black areas enter it); bilinear resampling smooths pixel-level noise",
+    side_effects=("saturated", "zeroed", "smoothing", "affine"),
+    side_effect_note="content moves into and out of the FOV (bright or black areas enter it); bilinear resampling smooths pixel-level noise; a strong zoom into a smooth frame leaves one magnified smooth region, close to a constant",
 )
 def scale(
     image: np.ndarray, strength: float, rng: np.random.Generator, mask: np.ndarray | None = None
