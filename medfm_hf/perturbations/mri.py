@@ -217,6 +217,25 @@ def motion_trajectory(times: np.ndarray, rng: np.random.Generator) -> np.ndarray
     return m / np.where(peak > 0, peak, 1.0)
 
 
+def registration_shift(clean: np.ndarray, moved: np.ndarray, reach: int) -> tuple[int, int]:
+    """Whole-pixel displacement ``(rows, cols)`` of ``moved`` relative to ``clean``: the circular
+    cross-correlation peak searched within ``reach`` pixels (ghost replicas sit farther away, at FOV/N)."""
+    a = clean.astype(np.float64)
+    b = moved.astype(np.float64)
+    if a.ndim == 3:
+        a, b = a.mean(axis=2), b.mean(axis=2)
+    a, b = a - a.mean(), b - b.mean()
+    xc = np.real(np.fft.ifft2(np.fft.fft2(b) * np.conj(np.fft.fft2(a))))
+    h, w = xc.shape
+    best, arg = -np.inf, (0, 0)
+    for dy in range(-reach, reach + 1):
+        for dx in range(-reach, reach + 1):
+            v = xc[dy % h, dx % w]
+            if v > best or (v == best and abs(dy) + abs(dx) < abs(arg[0]) + abs(arg[1])):
+                best, arg = v, (dy, dx)
+    return arg
+
+
 @register_perturbation(
     "mri_motion",
     modalities=("mri",),
@@ -224,7 +243,9 @@ def motion_trajectory(times: np.ndarray, rng: np.random.Generator) -> np.ndarray
     description="rigid patient motion during acquisition: k-space segments from moved copies",
     side_effects=("smoothing",), side_effect_note="k-space segments from moved copies average the fine detail",
 )
-def mri_motion(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+def mri_motion(
+    image: np.ndarray, strength: float, rng: np.random.Generator, mask: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Motion artifact: blurring and ghosting from rigid movement between phase-encode lines.
 
     Physics: k-space is filled line by line (or shot by shot in segmented sequences) over seconds to
@@ -239,28 +260,31 @@ def mri_motion(image: np.ndarray, strength: float, rng: np.random.Generator) -> 
     spin echo -- so every shot samples all of k-space. During shot :math:`j` the object is rotated by
     :math:`s\\,m_\\theta(t_j)` degrees and translated by :math:`s\\,(m_y(t_j), m_x(t_j))` pixels, where
     :math:`m` is a smooth random trajectory over the acquisition (drift + three sinusoids per component,
-    peak 1, see :func:`motion_trajectory`), shifted so that its mean over the shots is zero (below);
-    the shots are inconsistent with each other. Shot count, trajectory and phase-encode axis are drawn from
+    peak 1, see :func:`motion_trajectory`) that is zero for the shot holding the k-space centre; the
+    other shots are inconsistent with it. Shot count, trajectory and phase-encode axis are drawn from
     ``rng``. ``strength`` :math:`s` is the peak displacement (degrees and pixels).
 
-    Labels stay valid: every shot samples all of k-space, so the anatomy is seen at the *mean* pose
-    over the shots (weighted by their lines). The trajectory is therefore centred on that mean (the
-    earlier trajectory was zero at the k-space-centre shot, so its mean pose, and the average of the
-    moved copies, sat up to 2-4 px away at level 5 while the mask stayed): the mask is unchanged and
-    the displayed anatomy keeps its registration to it (tested: the cross-correlation peak between the
-    clean and the perturbed frame stays within half a pixel of zero). Ghost replicas along the
-    phase-encode axis remain, as they should.
+    Labels follow the displayed anatomy: the frame is the average of the moved copies plus ghosts, and
+    where it sits depends on how the shots cluster along the trajectory (0-4 px at strength 8 on the
+    demo MR slices). The mask is shifted by the whole-pixel displacement of the displayed anatomy, the
+    cross-correlation peak between the clean and the perturbed frame searched within
+    ``ceil(s) + 2`` pixels (:func:`registration_shift`; ghosts sit farther, at FOV/N). Tested both
+    ways: where the anatomy stays the mask stays, where it moves the moved mask covers the lesion
+    better than the old one.
     """
     n_shots = int(rng.integers(4, 17))
     axis = int(rng.integers(0, 2))
     shot = kspace_index(image.shape[axis]) % n_shots
     times = (np.arange(n_shots) + 0.5) / n_shots
-    traj = motion_trajectory(times, rng)
-    weights = np.bincount(shot, minlength=n_shots).astype(np.float64)
-    traj = traj - (weights / weights.sum()) @ traj  # mean pose = the clean pose: labels stay
+    traj = motion_trajectory(times, rng)  # zero at shot 0, which holds k = 0
     angles = strength * traj[:, 0]
     shifts = strength * traj[:, 1:]
-    return _per_channel(image, lambda x: motion_kspace(x, shot, angles, shifts, axis))
+    out = _per_channel(image, lambda x: motion_kspace(x, shot, angles, shifts, axis))
+    moved = None
+    if mask is not None:
+        dy, dx = registration_shift(image, out, int(np.ceil(strength)) + 2)
+        moved = ndi.shift(np.asarray(mask, dtype=np.uint8), (dy, dx), order=0, mode="constant") > 0
+    return out, moved
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -116,7 +116,7 @@ def exposure_display(x: np.ndarray, log2_dose: float, z: np.ndarray, photons: fl
     :math:`\\ln d` (exposure-index normalisation), so the mean grey level does not follow the dose.
     A lower dose adds the *excess* quantum noise, log-domain variance :math:`(1/d - 1)/(N_0 I)`; a
     higher dose adds none (noise cannot be removed) but regions whose signal exceeds the full well burn
-    out to one flat level.
+    out: the display maps a saturated reading to black, like direct exposure, so thin anatomy is lost.
     """
     dose = 2.0**log2_dose
     intensity = to_intensity(x)
@@ -125,7 +125,7 @@ def exposure_display(x: np.ndarray, log2_dose: float, z: np.ndarray, photons: fl
     detected = np.minimum(dose * intensity, FULL_WELL)
     burned = dose * intensity >= FULL_WELL
     out = to_display(detected / dose) + sigma_log * z / K_ATTENUATION
-    return np.where(burned, to_display(FULL_WELL / dose), out)
+    return np.where(burned, 0.0, out)  # the display maps a saturated detector reading to black
 
 
 @register_perturbation(
@@ -135,8 +135,9 @@ def exposure_display(x: np.ndarray, log2_dose: float, z: np.ndarray, photons: fl
     ceiling=4.0,
     ceiling_note="exposure error <= 4 stops (16x): a failed automatic exposure control or a wrong manual "
     "technique; larger errors are caught at acquisition (exposure index out of range)",
-    side_effects=("smoothing",),
-    side_effect_note="over-exposure burns thin regions out to one flat level (their noise with them)",
+    side_effects=("smoothing", "zeroed", "saturated"),
+    side_effect_note="over-exposure burns thin regions out to black (their detail and noise with them); "
+    "the quantum noise of an under-exposure is clipped at the range ends",
     description="under/over-exposure: dose change with quantum noise in the log domain, detector saturation",
 )
 def xray_exposure(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
