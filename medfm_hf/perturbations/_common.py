@@ -33,13 +33,17 @@ def shot_noise(clean: np.ndarray, out: np.ndarray, gain: np.ndarray, z: np.ndarr
                region: np.ndarray | None = None) -> np.ndarray:
     """Add the relative shot noise of an exposure scaled per pixel by ``gain`` (<= 1) to ``out``.
 
-    With fewer photons the signal scales by ``gain`` but Poisson noise only by ``sqrt(gain)``: the
-    clean image's noise (estimated as its high-pass energy, an upper bound) already scaled by ``gain``
-    in ``out`` is topped up by white noise of variance ``sigma^2 (gain - gain^2)`` per pixel.
+    Poisson noise has a variance proportional to the signal, ``k x``; with ``gain`` times fewer photons
+    the signal scales by ``gain`` but the noise only by ``sqrt(gain)``. ``out`` holds the clean noise
+    scaled by ``gain``; white noise of variance ``k x (gain - gain^2)`` tops it up, with ``k`` estimated
+    from the clean image's high-pass energy over its mean in ``region`` (an upper bound: fine texture
+    counts as noise). Black (no signal) gets no noise.
     """
     e_clean = highpass_energy(clean, region)
     e_z = highpass_energy(z, region)
-    if e_z <= 0:
+    m = float(clean[region].mean() if region is not None else clean.mean())
+    if e_z <= 0 or m <= 0:
         return out
     g = np.clip(gain, 0.0, 1.0)
-    return out + np.sqrt(e_clean / e_z * (g - g * g)) * z
+    k = e_clean / m
+    return out + np.sqrt(k * np.clip(clean, 0.0, None) * (g - g * g) / e_z) * z

@@ -203,9 +203,9 @@ class _CTFrame:
 
     def show(self, dhu: np.ndarray) -> np.ndarray:
         """The frame with ``dhu`` added in HU, through the window, in the input's dtype."""
-        new_g = from_hu(self.hu + dhu, self.window)
-        changed = np.abs(dhu) > 0
-        dg = np.where(changed, new_g - self.g, 0.0)
+        # the displayed change: what the window makes of the HU change (a pixel read as air outside the
+        # FOV changes only if the artifact lifts it above the window's floor)
+        dg = from_hu(self.hu + dhu, self.window) - from_hu(self.hu, self.window)
         return from_float(self.x + (dg if self.x.ndim == 2 else dg[..., None]), self.image.dtype)
 
 
