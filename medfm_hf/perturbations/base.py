@@ -408,7 +408,8 @@ def saturation(image: np.ndarray, strength: float, rng: np.random.Generator) -> 
 @register_perturbation(
     "rotate", modalities=ALL, strength_range=(0.0, 60.0), geometric=True,
     description="rotation about the centre by strength degrees (seeded sign); mask and boxes follow",
-    side_effects=("zeroed", "smoothing"), side_effect_note="content leaving the frame is replaced by zeros; bilinear resampling smooths pixel-level noise",
+    side_effects=("saturated", "smoothing", "zeroed"), side_effect_note="content leaving the frame is replaced by zeros; bilinear resampling smooths pixel-level noise"
+    "; bright content (bone) moves into parts of the FOV that were darker",
 )
 def rotate(
     image: np.ndarray, strength: float, rng: np.random.Generator, mask: np.ndarray | None = None
@@ -453,7 +454,8 @@ def scale(
 @register_perturbation(
     "translate", modalities=ALL, strength_range=(0.0, 256.0), geometric=True,
     description="shift by strength pixels (at most half the image) in a seeded direction; mask and boxes follow",
-    side_effects=("zeroed", "smoothing"), side_effect_note="content leaving the frame is replaced by zeros; bilinear resampling smooths pixel-level noise",
+    side_effects=("saturated", "smoothing", "zeroed"), side_effect_note="content leaving the frame is replaced by zeros; bilinear resampling smooths pixel-level noise"
+    "; bright content (bone) moves into parts of the FOV that were darker",
 )
 def translate(
     image: np.ndarray, strength: float, rng: np.random.Generator, mask: np.ndarray | None = None

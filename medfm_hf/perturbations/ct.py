@@ -270,8 +270,9 @@ def metal_trace(discs: list[tuple[float, float, float]], theta: np.ndarray, n_de
     ceiling=30.0,
     ceiling_note="metal attenuation <= 30x water at ~70 keV (cobalt-chromium / stainless steel implants; "
     "titanium is ~7x); denser inserts are not used in patients",
-    side_effects=("saturated",),
-    side_effect_note="the metal insert itself (thousands of HU) saturates the window",
+    side_effects=("saturated", "zeroed"),
+    side_effect_note="the metal insert itself (thousands of HU) saturates the window"
+    "; dark streaks and bands fall below the window's floor",
     description="metal implant: metal trace with polychromatic hardening and photon starvation, FBP in HU",
 )
 def ct_metal(
@@ -352,7 +353,8 @@ def hardened_sinogram(p_soft: np.ndarray, p_bone: np.ndarray, beta: float, kappa
     ceiling_note="beta <= 0.1 per unit line integral: an uncorrected 80-120 kVp spectrum through water "
     "loses ~5-10 % of a 30 cm path's line integral (Brooks & Di Chiro 1976; Hsieh 2015 sec. 7.4)",
     description="polychromatic beam hardening in HU: cupping and dark bands between dense objects",
-    side_effects=("zeroed",), side_effect_note="dark bands between dense objects fall below the window's floor",
+    side_effects=("smoothing", "zeroed"), side_effect_note="dark bands between dense objects fall below the window's floor"
+    "; what falls below the window's floor is flattened with it",
 )
 def ct_beam_hardening(
     image: np.ndarray, strength: float, rng: np.random.Generator, fov: np.ndarray | None = None,

@@ -132,7 +132,8 @@ def derm_hair(image: np.ndarray, strength: float, rng: np.random.Generator, occl
     modalities=("dermoscopy",),
     strength_range=(0.0, 0.6),
     description="circular field of view of the dermoscope optics: dark corners and cos^4 falloff",
-    side_effects=("zeroed",), side_effect_note="the dark corners of the field stop are the artifact",
+    side_effects=("smoothing", "zeroed"), side_effect_note="the dark corners of the field stop are the artifact"
+    "; the black corners carry no texture",
 )
 def derm_vignette(
     image: np.ndarray, strength: float, rng: np.random.Generator, occlusion: list | None = None

@@ -127,6 +127,8 @@ def fundus_haze(
     description="uneven illumination: smooth multiplicative luminosity/contrast drift across the field",
     ceiling=3.0, ceiling_note="illumination loss <= 3 stops: a small, decentred pupil leaves the periphery ~8x darker",
     side_effects=("smoothing",), side_effect_note="dimmed parts carry fewer photons: the noise variance falls as the gain (shot noise), the relative noise rises",
+    pending=("affine",),
+    pending_note="on evenly lit fundi the fall-off is close to a global gain: an affine map explains most of the SSIM loss on some images; the misalignment gradient should dominate",
 )
 def fundus_illumination(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
     r"""Uneven illumination of the fundus.

@@ -174,7 +174,8 @@ def oct_shadow(
     modalities=("oct",),
     strength_range=(0.0, 0.9),
     description="blink / lost fixation: contiguous A-scans with no signal (noise floor only)",
-    side_effects=("zeroed",), side_effect_note="lost A-scans carry no signal",
+    side_effects=("smoothing", "zeroed"), side_effect_note="lost A-scans carry no signal"
+    "; lost A-scans hold only the weak noise floor",
 )
 def oct_blink(
     image: np.ndarray, strength: float, rng: np.random.Generator, occlusion: list | None = None
@@ -224,6 +225,8 @@ def oct_blink(
     strength_range=(0.0, 3.0),
     description="defocus: lateral blur from a widened beam and confocal signal loss",
     ceiling=3.0, ceiling_note="3 Rayleigh ranges out of focus: the retina 10x dimmer, the limit of a usable scan",
+    side_effects=("smoothing",),
+    side_effect_note="defocus widens the speckle grains to the beam width: the pixel-scale high-pass energy falls although the speckle stays fully developed (contrast 1)",
 )
 def oct_defocus(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
     """Defocus: the retina lies outside the beam's focus.

@@ -216,6 +216,8 @@ def us_shadowing(
     strength_range=(0.0, 32.0),
     description="reverberation: equally spaced, decaying replicas of a strong near-field reflector",
     ceiling=4.0, ceiling_note="replica gain <= 4: the first replica at most 4x the display level of the reflecting layer it copies (a metal or gas reflector in a dim layer); stronger replicas would outshine the reflector that makes them",
+    side_effects=("smoothing",),
+    side_effect_note="a strong replica masks the speckle of the tissue under it (the log display of a sum is dominated by the larger echo)",
 )
 def us_reverberation(
     image: np.ndarray, strength: float, rng: np.random.Generator, fov: np.ndarray | None = None
@@ -310,7 +312,8 @@ def us_reverberation(
     modalities=("ultrasound",),
     strength_range=(0.0, 40.0),
     description="time-gain-compensation miscalibration: a smooth depth-dependent gain error in dB",
-    ceiling=30.0, ceiling_note="RMS TGC error <= 30 dB: half of a 60 dB display range, every slider at an end stop", side_effects=("zeroed",), side_effect_note="a gain too low at depth drops weak echoes below the display floor",
+    ceiling=30.0, ceiling_note="RMS TGC error <= 30 dB: half of a 60 dB display range, every slider at an end stop", side_effects=("smoothing", "zeroed"), side_effect_note="a gain too low at depth drops weak echoes below the display floor"
+    "; drop-out to black removes the speckle with the echoes",
 )
 def us_gain(
     image: np.ndarray, strength: float, rng: np.random.Generator, fov: np.ndarray | None = None
