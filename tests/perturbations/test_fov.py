@@ -144,3 +144,28 @@ def test_fov_ssim_is_the_map_mean_over_windows_inside_the_fov():
     tiny = np.zeros(a.shape, bool)
     tiny[0:3, 0:3] = True
     assert SSIMReference(a, 255, tiny).score(b) == pytest.approx(frame_v, abs=1e-12)
+
+
+def test_folder_source_passes_a_supplied_fov_through(tmp_path):
+    import cv2
+
+    from medfm_hf.sources.base import SourceReport
+    from medfm_hf.sources.folder import load_folder
+
+    for d in ("images", "masks", "fovs"):
+        (tmp_path / d).mkdir()
+    img = np.zeros((32, 32), np.uint8)
+    img[8:24, 8:24] = 120
+    mask = np.zeros((32, 32), np.uint8)
+    mask[10:14, 10:14] = 255
+    fov = np.zeros((32, 32), np.uint8)
+    fov[:, :20] = 255
+    for stem in ("a", "b"):
+        cv2.imwrite(str(tmp_path / "images" / f"{stem}.png"), img)
+        cv2.imwrite(str(tmp_path / "masks" / f"{stem}.png"), mask)
+    cv2.imwrite(str(tmp_path / "fovs" / "a.png"), fov)
+    recs = {r.image_id: r for r in load_folder(str(tmp_path), report=SourceReport("folder"), modality="ct",
+                                               fov="fovs")}
+    assert np.array_equal(recs["folder/a"].fov, fov > 0) and recs["folder/a"].meta["fov"] == "supplied"
+    assert recs["folder/b"].fov is None and recs["folder/b"].meta["fov"] == "detected"
+    assert recs["folder/b"].field_of_view()[16, 16]
