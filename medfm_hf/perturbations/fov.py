@@ -16,7 +16,8 @@ xray                           the exposed field: border bands that are flat (co
 ultrasound                     the image region(s) (sector, convex or linear; one per panel of a dual
                                display): signal after removing overlays, opened to drop thin text and ECG
                                traces, components >= 10 % of the largest, convex hull each; burned-in
-                               overlays (saturated, coloured) are excluded
+                               overlays (saturated, coloured; low wide strips such as ECG
+                               panels) are excluded
 fundus, endoscopy, dermoscopy  the circular aperture: the largest region brighter than the dark surround,
                                holes filled, convex hull; the whole frame when the surround is < 3 %
 pathology                      tissue (not glass): optical density or colour saturation above the glass
@@ -168,7 +169,10 @@ def _sector(image: np.ndarray, data_range: float) -> np.ndarray:
         return np.ones((h, w), bool)
     sizes = ndi.sum(sig, lab, index=np.arange(1, n + 1))
     keep = np.zeros((h, w), bool)
-    for i, s in enumerate(sizes, start=1):
+    for i, (s, sl) in enumerate(zip(sizes, ndi.find_objects(lab)), start=1):
+        ch, cw = sl[0].stop - sl[0].start, sl[1].stop - sl[1].start
+        if ch < 0.1 * h and cw > 0.5 * w:
+            continue  # a low, wide strip: an ECG / scale bar panel, not an image sector
         if s >= 0.10 * sizes.max():
             keep |= _hull(lab == i)
     return _finish(keep & ~over)
