@@ -258,7 +258,8 @@ def scan_geometry(fov: np.ndarray) -> ScanGeometry:
 
     A sector (or convex) probe widens with depth: the left and right edges of each row are fitted with
     straight lines, whose intersection is the apex. If the width grows by less than 15 % from the top
-    quarter to the bottom quarter, the probe is linear.
+    quarter to the bottom quarter, or the fitted edges do not open downwards from an apex above the
+    FOV's top (+10 % of the height), the probe is taken as linear.
     """
     fov = np.asarray(fov, bool)
     h, w = fov.shape
@@ -275,9 +276,11 @@ def scan_geometry(fov: np.ndarray) -> ScanGeometry:
     top = float(rows[0])
     if bot_w < 1.15 * max(top_w, 1.0):
         return ScanGeometry("linear", (w / 2.0, top), (0.0, 0.0), xx, yy - top)
-    # straight edges: the middle half of the rows, without rows where the sector is cut by the frame
+    # straight edges: 15-70 % of the way down to the sector's widest row (near it, and below it, the arc
+    # of the far field curves the edges), without the apex region and rows cut by the frame
+    widest = int(np.flatnonzero(widths >= 0.97 * widths.max())[0])
     use = np.zeros(rows.size, bool)
-    use[q : rows.size - q] = True
+    use[int(0.15 * widest) : int(0.7 * widest) + 1] = True
     use &= (lefts > 0) & (rights < w - 1)
     if use.sum() < 4:
         use = (lefts > 0) & (rights < w - 1)
@@ -289,7 +292,9 @@ def scan_geometry(fov: np.ndarray) -> ScanGeometry:
         return ScanGeometry("linear", (w / 2.0, top), (0.0, 0.0), xx, yy - top)
     ay = (pr[1] - pl[1]) / (pl[0] - pr[0])
     ax = pl[0] * ay + pl[1]
+    a0, a1 = math.atan(pl[0]), math.atan(pr[0])
+    if not (a0 < 0.0 < a1) or ay > top + 0.1 * h:  # not a fan opening downwards from above: treat as linear
+        return ScanGeometry("linear", (w / 2.0, top), (0.0, 0.0), xx, yy - top)
     theta = np.arctan2(xx - ax, yy - ay)
     depth = np.hypot(xx - ax, yy - ay)
-    a0, a1 = math.atan(pl[0]), math.atan(pr[0])
     return ScanGeometry("sector", (float(ax), float(ay)), (min(a0, a1), max(a0, a1)), theta, depth)
