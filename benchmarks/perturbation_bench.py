@@ -10,7 +10,15 @@ runs :func:`medfm_hf.calibration.calibrate` for levels 1-5 and reports
   separates the search's misses from bands the perturbation cannot reach on that image;
 * in the same run, the naive baseline -- an independent 20-step bisection of the strength range per
   level, the reference project's search -- on a subset, with the time ratio on the same subset;
-* SSIM speed: :func:`medfm_hf.ssim.ssim` and the reused-reference form against scikit-image.
+* SSIM speed: :func:`medfm_hf.ssim.ssim` and the reused-reference form against scikit-image;
+* with ``--reference REF`` (a git commit of this repository, e.g. the one before the FOV-aware
+  calibration), the same jobs calibrated by that commit's code in a subprocess, in the same run: SSIM
+  evaluations per cell and time per cell of both, and their ratio (the acceptance is <= 2 evaluations
+  per cell and at most 1.5x the reference's time per cell).
+
+Calibration here is what the build does: SSIM over the record's field of view (``fov``, resized with
+the image), CT through the record's window, within each perturbation's physical ceiling; "reachable"
+means that the SSIM at the ceiling is at or below the band's upper edge.
 
 Usage::
 
@@ -37,6 +45,7 @@ from tqdm import tqdm
 
 from medfm_hf.calibration import BANDS, calibrate, derive_seed
 from medfm_hf.perturbations import get_perturbation, list_perturbations
+from medfm_hf.perturbations.ct import ct_window
 from medfm_hf.sources.demo import load_demo
 from medfm_hf.ssim import SSIMReference, ssim
 
@@ -56,6 +65,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="images per modality on which the naive baseline also runs (default 1)")
     ap.add_argument("--no-naive", action="store_true", help="skip the naive baseline")
     ap.add_argument("--seed", type=int, default=0, help="global seed (default 0)")
+    ap.add_argument("--reference", default="",
+                    help="git commit whose calibration code to time on the same jobs in this run (e.g. 39bc1fd)")
     return ap.parse_args(argv)
 
 
@@ -70,14 +81,64 @@ def select_perturbations(spec: str) -> list[str]:
     return names
 
 
+def _nearest(mask: np.ndarray | None, size: int) -> np.ndarray | None:
+    if mask is None or mask.shape[:2] == (size, size):
+        return mask
+    return cv2.resize(mask.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST).astype(bool)
+
+
 def resized(image: np.ndarray, mask: np.ndarray | None, size: int):
     if image.shape[0] == size and image.shape[1] == size:
         return image, mask
     img = cv2.resize(image, (size, size), interpolation=cv2.INTER_CUBIC).reshape((size, size) + image.shape[2:])
-    m = None
-    if mask is not None:
-        m = cv2.resize(mask.astype(np.uint8), (size, size), interpolation=cv2.INTER_NEAREST).astype(bool)
-    return img, m
+    return img, _nearest(mask, size)
+
+
+_REFERENCE_SCRIPT = """
+import json, sys, time, logging
+import cv2, numpy as np
+logging.disable(logging.WARNING)
+from medfm_hf.calibration import calibrate
+from medfm_hf.sources.demo import load_demo
+spec = json.loads(sys.argv[1])
+recs = {r.image_id: r for r in load_demo(split="test")}
+total = 0.0; evals = 0; cells = 0
+for image_id, name in spec["jobs"]:
+    r = recs[image_id]; size = spec["size"]
+    img = r.image if r.image.shape[0] == size else cv2.resize(r.image, (size, size),
+        interpolation=cv2.INTER_CUBIC).reshape((size, size) + r.image.shape[2:])
+    t0 = time.perf_counter()
+    res = calibrate(img, name, image_id=image_id, seed=spec["seed"])
+    total += time.perf_counter() - t0
+    evals += sum(x.evaluations for x in res); cells += len(res)
+print(json.dumps({"seconds": total, "evaluations": evals, "cells": cells}))
+"""
+
+
+def reference_timing(ref: str, jobs: list[tuple[str, str]], size: int, seed: int) -> dict:
+    """Calibrate ``jobs`` ((image_id, perturbation) pairs) with the code of git commit ``ref``.
+
+    The package at ``ref`` is extracted with ``git archive`` into a temporary folder and run in a
+    subprocess with that folder first on ``sys.path``; returns its seconds, evaluations and cells.
+    """
+    import json
+    import os
+    import subprocess
+    import tarfile
+    import tempfile
+
+    root = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = os.path.join(tmp, "ref.tar")
+        subprocess.run(["git", "-C", root, "archive", "--format=tar", "-o", archive, ref, "medfm_hf"], check=True)
+        with tarfile.open(archive) as tar:
+            tar.extractall(tmp, filter="data")
+        env = dict(os.environ, PYTHONPATH=tmp)
+        spec = json.dumps({"jobs": jobs, "size": size, "seed": seed})
+        out = subprocess.run([sys.executable, "-c", _REFERENCE_SCRIPT, spec], capture_output=True, text=True,
+                             env=env, cwd=tmp, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def naive_calibrate(image: np.ndarray, name: str, image_id: str, seed: int) -> tuple[int, int, int]:
@@ -189,15 +250,18 @@ def main(argv: list[str] | None = None) -> int:
         jobs = [(r, n) for r in records for n in names if get_perturbation(n).applies_to(r.modality, r.image)]
         for rec, name in tqdm(jobs, desc=f"calibrate {size}px", file=sys.stderr):
             image, mask = resized(rec.image, rec.mask, size)
+            fov = _nearest(rec.field_of_view(), size)
+            window = ct_window(rec.meta) if rec.modality == "ct" else None
             p = get_perturbation(name)
             t0 = time.perf_counter()
-            results = calibrate(image, name, image_id=rec.image_id, seed=args.seed, mask=mask)
+            results = calibrate(image, name, image_id=rec.image_id, seed=args.seed, mask=mask, fov=fov,
+                                window=window)
             dt = time.perf_counter() - t0
             per_p_time[name].append(dt)
             # Reachability (not timed, not a calibration evaluation): the band is within reach when the
-            # SSIM at the top of the strength range is at or below the band's upper edge.
-            top = p.apply(image, p.strength_range[1], np.random.default_rng(results[0].seed))[0]
-            ssim_top = ssim(image, top)
+            # FOV SSIM at the physical ceiling is at or below the band's upper edge.
+            top = p.apply(image, p.max_strength, np.random.default_rng(results[0].seed), fov=fov, window=window)[0]
+            ssim_top = ssim(image, top, fov=fov)
             per_family_time[p.family].append(dt)
             per_image_time[rec.image_id] += dt
             for r in results:
@@ -270,6 +334,18 @@ def main(argv: list[str] | None = None) -> int:
                  ["naive bisection", str(naive_cells), pct(naive_hits, naive_cells),
                   f"{naive_evals / naive_cells:.2f}", f"{naive_time:.1f}",
                   f"{naive_time / max(ours_subset_time, 1e-9):.1f}x slower"]],
+            ))
+        if args.reference:
+            ref = reference_timing(args.reference, [(r.image_id, n) for r, n in jobs], size, args.seed)
+            ours_s = sum(map(sum, per_p_time.values()))
+            ours_ms, ref_ms = 1e3 * ours_s / max(all_cells, 1), 1e3 * ref["seconds"] / max(ref["cells"], 1)
+            print(f"\n### against the reference code ({args.reference}), same jobs, same run\n")
+            print(md_table(
+                ["calibration", "cells", "SSIM evals / cell", "ms / cell", "time ratio"],
+                [[f"reference {args.reference} (whole-frame SSIM, display-space models)", str(ref["cells"]),
+                  f"{ref['evaluations'] / max(ref['cells'], 1):.2f}", f"{ref_ms:.2f}", "1.0"],
+                 ["this tree (FOV SSIM, ceilings, HU CT)", str(all_cells), f"{all_evals / max(all_cells, 1):.2f}",
+                  f"{ours_ms:.2f}", f"{ours_ms / max(ref_ms, 1e-9):.2f}x"]],
             ))
         print()
     print("## SSIM speed (one evaluation, uint8)\n")

@@ -35,6 +35,18 @@ How the search works (one search gives all levels):
   perturbation is discrete, e.g. JPEG quality) gives ``in_band=False`` with the closest strength
   found, logged as a warning -- never a silent copy of another level.
 
+What is measured. The band SSIM (``ssim``) is the SSIM map averaged over the record's field of view
+(``fov``, :mod:`medfm_hf.perturbations.fov`) eroded by the window's half-width -- the artifact is
+measured where the signal is; the whole-frame value is kept as ``ssim_frame`` (both from the same
+evaluation). Without an ``fov`` both are the whole-frame SSIM.
+
+Physical ceilings. The search never goes beyond the perturbation's ``max_strength`` (its declared
+physical ceiling, or the top of its range). A level that is not reached gets ``in_band=False`` and a
+``reason``: ``"ceiling"`` (even the ceiling is milder than the band, and the ceiling is below the
+range's top), ``"saturated"`` (even the range's top is milder: the effect stops growing, e.g. the
+smoothing floor of the blurs), ``"discrete"`` (SSIM jumps over the band between two strengths that no
+longer differ, e.g. JPEG quality steps), ``"search"`` (the evaluation cap was hit; should not happen).
+
 Constant images: SSIM is still defined for them (``C1``/``C2`` keep it finite), but they have no
 structure whose loss the bands measure, so :func:`calibrate` refuses them with a
 :class:`~medfm_hf.perturbations.PerturbationError` (skip such images at the source).
@@ -62,7 +74,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from medfm_hf.perturbations import Perturbation, PerturbationError, get_perturbation
-from medfm_hf.perturbations.registry import check_image
+from medfm_hf.perturbations.registry import OCCLUSION_OPACITY, check_image, stored_range
 from medfm_hf.records import mask_to_bbox
 from medfm_hf.ssim import SSIMReference
 
@@ -73,6 +85,7 @@ __all__ = [
     "calibrate",
     "derive_seed",
     "in_band",
+    "visible_fraction",
 ]
 
 log = logging.getLogger(__name__)
@@ -121,6 +134,15 @@ class CalibrationResult:
         The perturbation's name.
     image_id : str
         The image's id.
+    ssim_frame : float
+        Whole-frame SSIM of the same output (``ssim`` is over the FOV).
+    reason : str
+        Why the band was not reached (``"ceiling"``, ``"saturated"``, ``"discrete"``, ``"search"``);
+        ``""`` when in band.
+    target_visible_fraction : float or None
+        Fraction of the (moved) mask not covered by an occluder of opacity above
+        :data:`~medfm_hf.perturbations.registry.OCCLUSION_OPACITY` (1.0 for perturbations that hide
+        nothing); ``None`` without a mask or when the mask is empty.
     """
 
     level: int
@@ -134,6 +156,18 @@ class CalibrationResult:
     seed: int
     perturbation: str = ""
     image_id: str = ""
+    ssim_frame: float = float("nan")
+    reason: str = ""
+    target_visible_fraction: float | None = None
+
+
+def visible_fraction(mask: np.ndarray | None, opacity: np.ndarray | None) -> float | None:
+    """Fraction of ``mask`` whose occluder opacity is at most ``OCCLUSION_OPACITY`` (None: no mask)."""
+    if mask is None or not np.any(mask):
+        return None
+    if opacity is None:
+        return 1.0
+    return float(np.mean(np.asarray(opacity)[np.asarray(mask, bool)] <= OCCLUSION_OPACITY))
 
 
 def derive_seed(seed: int, image_id: str, perturbation: str) -> int:
@@ -190,7 +224,14 @@ class _Search:
         mask: np.ndarray | None,
         ref: SSIMReference,
         levels: tuple[int, ...],
+        data_range: float | None = None,
+        fov: np.ndarray | None = None,
+        window: tuple | None = None,
     ) -> None:
+        self.data_range = data_range
+        self.fov = fov
+        self.window = window
+        self.frame: dict[float, float] = {0.0: 1.0}
         self.image = image
         self.pert = pert
         self.derived = derived
@@ -198,25 +239,30 @@ class _Search:
         self.ref = ref
         self.levels = levels
         self.points: list[tuple[float, float]] = [(0.0, 1.0)]  # strength 0 is the identity
-        self.outputs: dict[float, tuple[np.ndarray, np.ndarray | None]] = {}
+        self.outputs: dict[float, tuple[np.ndarray, np.ndarray | None, np.ndarray | None]] = {}
         self.charged = dict.fromkeys(levels, 0)
-        self.smax = float(pert.strength_range[1])
+        self.smax = float(pert.max_strength)
+        self.capped = self.smax < float(pert.strength_range[1])
+        self.discrete: set[int] = set()
 
-    def generate(self, strength: float) -> tuple[np.ndarray, np.ndarray | None]:
+    def generate(self, strength: float) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         rng = np.random.default_rng(self.derived)
-        return self.pert.apply(self.image, strength, rng, mask=self.mask)
+        out = self.pert.apply_full(self.image, strength, rng, self.mask, data_range=self.data_range,
+                                   fov=self.fov, window=self.window)
+        return out.image, out.mask, out.opacity
 
     def evaluate(self, strength: float, charge: int | None) -> float:
         strength = float(strength)
         for s, v in self.points:
             if s == strength:
                 return v
-        out, moved = self.generate(strength)
-        value = self.ref.score(out)
+        out, moved, opacity = self.generate(strength)
+        value, frame = self.ref.score_both(out)
+        self.frame[strength] = frame
         self.points.append((strength, value))
         self.points.sort()
         if any(in_band(value, lv) for lv in self.levels):
-            self.outputs[strength] = (out, moved)
+            self.outputs[strength] = (out, moved, opacity)
         if charge is None:
             charge = min(self.levels, key=lambda lv: abs(value - sum(BANDS[lv]) / 2))
         self.charged[charge] += 1
@@ -292,6 +338,7 @@ class _Search:
                 self.evaluate(self.smax, level)
                 continue
             if a[0] > 0 and math.log(b[0]) - math.log(a[0]) < _MIN_LOG_WIDTH:
+                self.discrete.add(level)
                 return  # SSIM jumps over the band (discrete perturbation)
             s = self.propose(a, b, target, bisect=same_side >= 2)
             value = self.evaluate(s, level)
@@ -301,19 +348,27 @@ class _Search:
 
     def result(self, level: int, image_id: str) -> CalibrationResult:
         hit = self.in_band_point(level)
+        reason = ""
         if hit is None:
             candidates = [(s, v) for s, v in self.points if s > 0]
             hit = min(candidates, key=lambda p: (_distance_to_band(p[1], level), p[0]))
+            top = [v for s, v in self.points if s == self.smax]
+            if level in self.discrete:
+                reason = "discrete"
+            elif top and top[0] > BANDS[level][1]:
+                reason = "ceiling" if self.capped else "saturated"
+            else:
+                reason = "search"
             log.warning(
-                "%s on %s: level %d band %s not reached; closest strength %.4g gives SSIM %.4f",
-                self.pert.name, image_id, level, BANDS[level], hit[0], hit[1],
+                "%s on %s: level %d band %s not reached (%s); closest strength %.4g gives SSIM %.4f",
+                self.pert.name, image_id, level, BANDS[level], reason, hit[0], hit[1],
             )
         strength, value = hit
         if strength in self.outputs:
-            out, moved = self.outputs[strength]
+            out, moved, opacity = self.outputs[strength]
             out, moved = out.copy(), None if moved is None else moved.copy()
         else:  # out of band: regenerate (same seed -> identical output); not an SSIM evaluation
-            out, moved = self.generate(strength)
+            out, moved, opacity = self.generate(strength)
         return CalibrationResult(
             level=level,
             strength=strength,
@@ -326,6 +381,9 @@ class _Search:
             seed=self.derived,
             perturbation=self.pert.name,
             image_id=image_id,
+            ssim_frame=self.frame[strength],
+            reason=reason,
+            target_visible_fraction=visible_fraction(moved, opacity),
         )
 
 
@@ -338,6 +396,8 @@ def calibrate(
     levels: tuple[int, ...] = (1, 2, 3, 4, 5),
     mask: np.ndarray | None = None,
     data_range: float | None = None,
+    fov: np.ndarray | None = None,
+    window: tuple | None = None,
 ) -> list[CalibrationResult]:
     """Calibrate perturbation ``name`` on one image: one :class:`CalibrationResult` per level.
 
@@ -356,7 +416,14 @@ def calibrate(
     mask : numpy.ndarray, optional
         Boolean ``(H, W)`` mask; geometric perturbations move it, and ``bbox`` is recomputed.
     data_range : float, optional
-        SSIM data range; default 255 / 65535 by dtype. Pass the real range for 16-bit sources.
+        The stored range: SSIM's data range and the range the perturbation works in. Default
+        :func:`~medfm_hf.perturbations.registry.stored_range` (255; for ``uint16`` the smallest of
+        10/12/14/16-bit full scale holding the image's maximum).
+    fov : numpy.ndarray, optional
+        Boolean ``(H, W)`` field of view: ``ssim`` is measured inside it (whole frame without it).
+    window : tuple, optional
+        ``(centre, width)`` display window in the source's units (CT: HU), for perturbations that work
+        in physical units.
 
     Returns
     -------
@@ -387,8 +454,13 @@ def calibrate(
                 f"{name}: mask shape {mask.shape} differs from image shape {image.shape[:2]}"
             )
         mask = mask.astype(bool)
+    if fov is not None:
+        fov = np.asarray(fov, bool)
+        if fov.shape != image.shape[:2]:
+            raise PerturbationError(f"{name}: fov shape {fov.shape} differs from image shape {image.shape[:2]}")
+    dr = stored_range(image, data_range)
     derived = derive_seed(seed, image_id, name)
-    search = _Search(image, pert, derived, mask, SSIMReference(image, data_range), lv)
+    search = _Search(image, pert, derived, mask, SSIMReference(image, dr, fov), lv, dr, fov, window)
     search.sweep()
     for level in lv:
         search.solve(level)

@@ -10,6 +10,11 @@ A record is one image with its ground truth. Field meanings (see ``ARCHITECTURE.
 * ``question``, ``options`` (list of strings), ``answer`` (option letter or free text), ``caption``,
   ``target_bbox`` -- the VLM fields, ``None`` where absent.
 * ``split`` -- ``train``, ``validation`` or ``test``.
+* ``fov`` -- ``bool`` ``(H, W)``: the field of view, where the image holds acquired signal (the body on
+  CT/MRI, the exposed field on X-ray, the ultrasound sector without burned-in overlays, the circular
+  aperture on fundus/endoscopy/dermoscopy, tissue on pathology, the whole frame on OCT/angiography).
+  A source may supply it; otherwise :func:`medfm_hf.perturbations.fov.detect_fov` derives it (see
+  :meth:`Record.field_of_view`). The calibration measures SSIM inside it.
 * ``meta`` -- a JSON-serialisable dict of provenance (original file, intensity window, licence, flags).
 """
 
@@ -64,12 +69,23 @@ class Record:
     caption: str | None = None
     target_bbox: list[float] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    fov: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.mask is not None:
             self.mask = np.asarray(self.mask).astype(bool)
             if self.bbox is None:
                 self.bbox = mask_to_bbox(self.mask)
+        if self.fov is not None:
+            self.fov = np.asarray(self.fov).astype(bool)
+
+    def field_of_view(self) -> np.ndarray:
+        """The record's ``fov``: the supplied one, else detected from the image (and kept)."""
+        if self.fov is None:
+            from medfm_hf.perturbations.fov import detect_fov
+
+            self.fov = detect_fov(self.image, self.modality, self.meta.get("data_range"))
+        return self.fov
 
     def validate(self) -> None:
         """Raise :class:`RecordError` naming the first field that breaks the contract."""
@@ -94,6 +110,7 @@ class Record:
             "caption": self.caption,
             "target_bbox": None if self.target_bbox is None else [float(v) for v in self.target_bbox],
             "meta": json.dumps(self.meta, sort_keys=True),
+            "fov": {"bytes": encode_png(self.field_of_view().astype(np.uint8) * 255), "path": None},
         }
 
 
@@ -118,6 +135,8 @@ def validate_record(rec: Record) -> None:
             raise RecordError(f"{where}: mask shape {rec.mask.shape} differs from image shape {img.shape[:2]}")
         if rec.bbox != mask_to_bbox(rec.mask):
             raise RecordError(f"{where}: bbox {rec.bbox} is not the mask's box {mask_to_bbox(rec.mask)}")
+    if rec.fov is not None and rec.fov.shape != img.shape[:2]:
+        raise RecordError(f"{where}: fov shape {rec.fov.shape} differs from image shape {img.shape[:2]}")
     if rec.task == "segmentation" and rec.mask is None:
         raise RecordError(f"{where}: a segmentation record needs a mask")
     if rec.options is not None and rec.answer is not None and len(rec.answer) == 1:
@@ -192,6 +211,7 @@ def clean_features():
             "caption": Value("string"),
             "target_bbox": List(Value("float32")),
             "meta": Value("string"),
+            "fov": Image(),
         }
     )
 
@@ -208,6 +228,7 @@ def row_to_record(row: dict[str, Any]) -> Record:
 
     image = _arr(row["image"])
     mask = _arr(row.get("mask"))
+    fov = _arr(row.get("fov"))
     return Record(
         image_id=row["image_id"],
         source=row["source"],
@@ -223,6 +244,7 @@ def row_to_record(row: dict[str, Any]) -> Record:
         caption=row.get("caption"),
         target_bbox=row.get("target_bbox"),
         meta=json.loads(row.get("meta") or "{}"),
+        fov=None if fov is None else fov > 127 if fov.dtype == np.uint8 else fov > 0,
     )
 
 

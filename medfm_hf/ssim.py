@@ -20,6 +20,13 @@ equals a plain "valid" 7x7 box mean, which we take with cumulative sums (exact i
 keeps the reference's statistics so scoring many candidates against one clean image (what the
 calibrator does) computes them once.
 
+The field of view. :class:`SSIMReference` and :func:`ssim` take an optional boolean ``fov`` mask: the
+SSIM map is then averaged over the windows lying entirely inside the FOV (the FOV eroded by the
+window's half-width, 3 px), so a perturbation is measured where the image holds signal. The whole-frame
+value (scikit-image's number) comes from the same map at no extra cost (:meth:`SSIMReference.score_both`).
+If fewer than 49 windows fit inside the FOV, the whole frame is used (``SSIMReference.fov_used`` is
+then False).
+
 Examples
 --------
 >>> import numpy as np
@@ -137,7 +144,9 @@ class SSIMReference:
         narrower range, and always for float images.
     """
 
-    def __init__(self, reference: np.ndarray, data_range: float | None = None) -> None:
+    def __init__(
+        self, reference: np.ndarray, data_range: float | None = None, fov: np.ndarray | None = None
+    ) -> None:
         ref = _check_one(reference, "reference image")
         if data_range is None:
             data_range = default_data_range(ref.dtype)
@@ -151,6 +160,16 @@ class SSIMReference:
         self.c2 = (K2 * data_range) ** 2
         self._work = _work_dtype(ref.dtype)
         self._set_reference(_channels_first(ref, self._work))
+        self._inside: np.ndarray | None = None
+        self.fov_used = False
+        if fov is not None:
+            fov = np.asarray(fov, bool)
+            if fov.shape != ref.shape[:2]:
+                raise SSIMError(f"fov shape {fov.shape} differs from the image's {ref.shape[:2]}")
+            inside = _box_sum(fov[None].astype(np.int32))[0] == _NP  # window fully inside the FOV
+            if int(inside.sum()) >= _NP and not inside.all():
+                self._inside = inside
+                self.fov_used = True
 
     def _set_reference(self, x: np.ndarray) -> None:
         """Reference-only terms of the SSIM formula (window sums ``S``), computed once.
@@ -182,8 +201,8 @@ class SSIMReference:
             self._set_reference(self._x.astype(np.float64))
         return _channels_first(cand, work)
 
-    def _score_stack(self, y: np.ndarray) -> np.ndarray:
-        """``y``: (K, C, H, W) in the work dtype -> (K,) mean SSIM (mean over channels of each channel's mean)."""
+    def _map_stack(self, y: np.ndarray) -> np.ndarray:
+        """``y``: (K, C, H, W) in the work dtype -> (K, C, H-6, W-6) SSIM maps of the valid windows."""
         sy = _box_sum(y)
         syy = _box_sum(y * y)
         sxy = _box_sum(self._x * y)
@@ -202,12 +221,38 @@ class SSIMReference:
         den = sy + self._c1n
         den *= syy + self._c2n
         num /= den
-        return num.mean(axis=(-2, -1)).mean(axis=-1)
+        return num
+
+    def _reduce(self, maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(K, C, h, w) maps -> (FOV mean, whole-frame mean), each (K,)."""
+        frame = maps.mean(axis=(-2, -1)).mean(axis=-1)
+        if self._inside is None:
+            return frame, frame
+        return maps[..., self._inside].mean(axis=-1).mean(axis=-1), frame
+
+    def _score_stack(self, y: np.ndarray) -> np.ndarray:
+        """``y``: (K, C, H, W) -> (K,) mean SSIM over the FOV (the whole frame without one)."""
+        return self._reduce(self._map_stack(y))[0]
 
     def score(self, candidate: np.ndarray) -> float:
-        """SSIM between the reference and one candidate of the same shape."""
+        """SSIM between the reference and one candidate of the same shape (over the FOV if one was given)."""
         cand = self._check_candidate(candidate)
         return float(self._score_stack(self._prepare(cand)[None])[0])
+
+    def score_both(self, candidate: np.ndarray) -> tuple[float, float]:
+        """``(FOV SSIM, whole-frame SSIM)`` from one evaluation (equal without an FOV)."""
+        cand = self._check_candidate(candidate)
+        fov_v, frame_v = self._reduce(self._map_stack(self._prepare(cand)[None]))
+        return float(fov_v[0]), float(frame_v[0])
+
+    def local_map(self, candidate: np.ndarray) -> np.ndarray:
+        """The SSIM map ``(H, W)`` (channel mean; the 3-px border, outside every full window, is NaN)."""
+        cand = self._check_candidate(candidate)
+        m = self._map_stack(self._prepare(cand)[None])[0].mean(axis=0)
+        out = np.full(self.shape[:2], np.nan)
+        r = WIN_SIZE // 2
+        out[r : r + m.shape[0], r : r + m.shape[1]] = m
+        return out
 
     def score_many(self, candidates: Sequence[np.ndarray] | np.ndarray, chunk: int = 1) -> np.ndarray:
         """SSIM of each candidate against the reference, as a float64 array of length ``K``.
@@ -231,7 +276,7 @@ class SSIMReference:
         return out
 
 
-def ssim(a: np.ndarray, b: np.ndarray, data_range: float | None = None) -> float:
+def ssim(a: np.ndarray, b: np.ndarray, data_range: float | None = None, fov: np.ndarray | None = None) -> float:
     """Mean SSIM of two images, equal to ``skimage.metrics.structural_similarity`` (defaults).
 
     Parameters
@@ -241,6 +286,8 @@ def ssim(a: np.ndarray, b: np.ndarray, data_range: float | None = None) -> float
     data_range : float, optional
         Defaults to 255 for ``uint8`` and 65535 for ``uint16`` (taken from ``a``). For 16-bit sources
         whose real range is narrower, pass it; float images require it.
+    fov : numpy.ndarray, optional
+        Boolean ``(H, W)`` field of view: average the SSIM map over the windows inside it.
 
     Returns
     -------
@@ -248,7 +295,7 @@ def ssim(a: np.ndarray, b: np.ndarray, data_range: float | None = None) -> float
         SSIM in [-1, 1]; defined for constant images too (the constants ``C1``, ``C2`` keep the
         ratio finite).
     """
-    return SSIMReference(a, data_range).score(b)
+    return SSIMReference(a, data_range, fov).score(b)
 
 
 def ssim_batch(

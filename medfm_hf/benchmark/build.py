@@ -373,7 +373,9 @@ def perturbed_row(rec: Record, res, pert) -> dict[str, Any]:
                               meta=dict(rec.meta))
     row = new.to_row()
     calibration = {"perturbation": pert.name, "level": res.level, "strength": res.strength, "ssim": res.ssim,
-                   "in_band": res.in_band, "seed": res.seed, "evaluations": res.evaluations}
+                   "in_band": res.in_band, "seed": res.seed, "evaluations": res.evaluations,
+                   "ssim_frame": res.ssim_frame, "reason": res.reason,
+                   "target_visible_fraction": res.target_visible_fraction}
     row.update({k: calibration[k] for k in PERTURBED_COLUMNS})
     return row
 
@@ -383,6 +385,7 @@ def run_shard(out: str, source: str, pert_name: str, levels: Sequence[int], seed
     """Calibrate one (source, perturbation) shard and write its per-level files; returns its marker."""
     from medfm_hf.calibration import calibrate
     from medfm_hf.perturbations import PerturbationError, get_perturbation
+    from medfm_hf.perturbations.ct import ct_window
 
     t0 = time.perf_counter()
     pert = get_perturbation(pert_name)
@@ -393,7 +396,8 @@ def run_shard(out: str, source: str, pert_name: str, levels: Sequence[int], seed
             continue
         try:
             results = calibrate(rec.image, pert_name, image_id=rec.image_id, seed=seed, levels=tuple(levels),
-                                mask=rec.mask, data_range=rec.meta.get("data_range"))
+                                mask=rec.mask, data_range=rec.meta.get("data_range"), fov=rec.field_of_view(),
+                                window=ct_window(rec.meta) if rec.modality == "ct" else None)
         except PerturbationError as exc:  # one bad image never stops the shard
             skipped.append({"image_id": rec.image_id, "path": _where(rec), "reason": str(exc)})
             logger.warning("%s: skipped %s: %s", pert_name, rec.image_id, exc)
@@ -402,7 +406,8 @@ def run_shard(out: str, source: str, pert_name: str, levels: Sequence[int], seed
             rows[res.level].append(perturbed_row(rec, res, pert))
             stats.append({"image_id": rec.image_id, "modality": rec.modality, "level": res.level,
                           "ssim": res.ssim, "in_band": res.in_band, "evaluations": res.evaluations,
-                          "strength": res.strength})
+                          "strength": res.strength, "ssim_frame": res.ssim_frame, "reason": res.reason,
+                          "target_visible_fraction": res.target_visible_fraction})
     files = {}
     feats = perturbed_features()
     for lv, lv_rows in rows.items():

@@ -130,8 +130,17 @@ the image exactly as stored. A level whose band cannot be reached keeps the clos
 `in_band = false` (rows are never silently duplicated). Geometric perturbations move `mask`, `bbox` and
 `target_bbox` with the image. Per-cell details: `calibration_report.csv`.
 
-Fields of a perturbed row: the clean row's fields plus `perturbation`, `level`, `strength`, `ssim`,
-`in_band`, `seed`, `evaluations`.
+Fields of a perturbed row: the clean row's fields (including `fov`, the boolean field of view: the body
+on CT/MRI, the exposed field on X-ray, the ultrasound sector without burned-in overlays, the circular
+aperture on fundus/endoscopy/dermoscopy, tissue on pathology, the whole frame on OCT/angiography) plus
+`perturbation`, `level`, `strength`, `ssim`, `ssim_frame`, `in_band`, `reason`, `seed`, `evaluations`,
+`target_visible_fraction`. **`ssim` is the SSIM map averaged over the field of view eroded by the SSIM
+window's half-width (the 7x7 windows lying entirely inside `fov`)**; `ssim_frame` is the whole-frame SSIM
+of the same image. A level not reached within the perturbation's physical ceiling has `in_band = false`
+and `reason` `ceiling`, `saturated` (the effect stops growing) or `discrete` (SSIM jumps over the band).
+`target_visible_fraction` is the share of the mask not covered by an occluder (blood, shadow, vignette,
+blink, haze, hair) of opacity above 0.5; evaluate on rows with `target_visible_fraction >= 0.5` to score
+only visible targets.
 
 ## Configs
 

@@ -17,6 +17,9 @@ PERTURBED_COLUMNS: dict[str, str] = {
     "in_band": "bool",
     "seed": "int64",
     "evaluations": "int32",
+    "ssim_frame": "float64",
+    "reason": "string",
+    "target_visible_fraction": "float64",
 }
 
 

@@ -78,6 +78,7 @@ def _centre(image: np.ndarray) -> tuple[float, float]:
 @register_perturbation(
     "gaussian_noise", modalities=ALL, strength_range=(0.0, 0.5),
     description="additive Gaussian noise, sigma as a fraction of the dtype's range, clipped",
+    side_effects=("saturated", "zeroed"), side_effect_note="noise clipped at the ends of the range, as a detector's ADC clips it",
 )
 def gaussian_noise(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
     """Additive white Gaussian noise (electronic/thermal read-out noise).
@@ -92,6 +93,7 @@ def gaussian_noise(image: np.ndarray, strength: float, rng: np.random.Generator)
 @register_perturbation(
     "salt_pepper", modalities=ALL, strength_range=(0.0, 0.6),
     description="impulse noise: a fraction of pixels set to black or white",
+    side_effects=("saturated", "zeroed"), side_effect_note="impulse noise is black and white pixels",
 )
 def salt_pepper(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
     """Impulse (salt-and-pepper) noise from dead/hot detector elements or transmission bit errors.
@@ -111,6 +113,7 @@ def salt_pepper(image: np.ndarray, strength: float, rng: np.random.Generator) ->
 @register_perturbation(
     "speckle_noise", modalities=ALL, strength_range=(0.0, 4.0),
     description="multiplicative Gaussian noise (speckle), sigma",
+    side_effects=("saturated", "zeroed"), side_effect_note="noise clipped at the ends of the range, as a detector's ADC clips it",
 )
 def speckle_noise(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
     """Multiplicative noise ``y = clip(x * (1 + strength * n))``, ``n ~ N(0, 1)``.
@@ -129,6 +132,7 @@ def speckle_noise(image: np.ndarray, strength: float, rng: np.random.Generator) 
 @register_perturbation(
     "gaussian_blur", modalities=ALL, strength_range=(0.0, 64.0),
     description="Gaussian point-spread function, sigma in pixels",
+    side_effects=("smoothing", "affine"), side_effect_note="a blur removes fine structure and noise; at the smoothing floor it tends to the flat mean image, which a constant reproduces",
 )
 def gaussian_blur(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
     """Blur by a Gaussian point-spread function of standard deviation ``strength`` pixels.
@@ -172,6 +176,7 @@ def motion_kernel(length: float, angle_deg: float) -> np.ndarray:
 @register_perturbation(
     "motion_blur", modalities=ALL, strength_range=(0.0, 512.0),
     description="linear motion PSF at a seeded angle, length in pixels",
+    side_effects=("smoothing", "affine"), side_effect_note="a blur removes fine structure and noise; at the smoothing floor it tends to the flat mean image, which a constant reproduces",
 )
 def motion_blur(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
     """Blur by uniform linear motion during the exposure (patient or camera motion).
@@ -199,6 +204,7 @@ def disk_kernel(radius: float) -> np.ndarray:
 @register_perturbation(
     "defocus_blur", modalities=ALL, strength_range=(0.0, 128.0),
     description="disk (defocus) PSF, radius in pixels",
+    side_effects=("smoothing", "affine"), side_effect_note="a blur removes fine structure and noise; at the smoothing floor it tends to the flat mean image, which a constant reproduces",
 )
 def defocus_blur(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
     """Blur by an out-of-focus lens: the geometric-optics PSF is a uniform disk of radius ``strength``.
@@ -260,6 +266,8 @@ def _jpeg8(image8: np.ndarray, quality: float) -> np.ndarray:
 @register_perturbation(
     "jpeg", modalities=ALL, strength_range=(0.0, 99.0),
     description="JPEG round trip at quality 100 - strength (real-valued IJG table scaling)",
+    side_effects=("smoothing", "zeroed", "saturated"),
+    side_effect_note="quantised DCT coefficients remove fine structure and noise; their overshoot clips flat dark and bright blocks at the range ends",
 )
 def jpeg(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
     """Lossy JPEG compression (baseline DCT, 4:2:0 chroma for colour) at quality ``100 - strength``.
@@ -299,6 +307,7 @@ def _block_labels(n: int, block: float) -> np.ndarray:
 @register_perturbation(
     "pixelate", modalities=ALL, strength_range=(0.0, 63.0),
     description="pixel blocks of size 1 + strength (block mean), i.e. area down- and nearest up-sampling",
+    side_effects=("smoothing", "affine"), side_effect_note="block means remove fine structure and noise; at the floor the image tends to its mean",
 )
 def pixelate(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
     """Resolution loss: every block of ``1 + strength`` pixels (real-valued) replaced by its mean.
@@ -338,6 +347,7 @@ def pixelate(image: np.ndarray, strength: float, rng: np.random.Generator) -> np
 @register_perturbation(
     "contrast", modalities=ALL, strength_range=(0.0, 1.0),
     description="contrast shrunk toward the channel mean by a factor 1 - strength",
+    side_effects=("smoothing", "affine"), side_effect_note="contrast loss is an affine map; it scales noise with the signal",
 )
 def contrast(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
     """Contrast loss ``y = m + (1 - strength) (x - m)``, ``m`` the image's mean per channel.
@@ -359,6 +369,7 @@ def contrast(image: np.ndarray, strength: float, rng: np.random.Generator) -> np
 @register_perturbation(
     "brightness", modalities=ALL, strength_range=(0.0, 1.0),
     description="additive brightness shift (seeded sign), fraction of the range, clipped",
+    side_effects=("saturated", "zeroed", "smoothing", "affine"), side_effect_note="a brightness shift is an affine map clipped at the range ends; clipping flattens what it clips",
 )
 def brightness(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
     """Exposure / gain offset: ``y = clip(x + sign * strength)``, ``sign`` drawn once (+1 or -1)."""
@@ -372,6 +383,7 @@ _LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601 luma weights
 @register_perturbation(
     "saturation", modalities=ALL, strength_range=(0.0, 30.0), colour_only=True,
     description="colour saturation boosted by a factor 1 + strength (away from the luma grey); colour only",
+    side_effects=("saturated", "affine"), side_effect_note="a global colour map (like brightness/contrast); boosted channels clip at the range ends",
 )
 def saturation(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
     """Over-saturated colour (camera colour processing / white-balance gain); colour images only.
@@ -396,6 +408,8 @@ def saturation(image: np.ndarray, strength: float, rng: np.random.Generator) -> 
 @register_perturbation(
     "rotate", modalities=ALL, strength_range=(0.0, 60.0), geometric=True,
     description="rotation about the centre by strength degrees (seeded sign); mask and boxes follow",
+    side_effects=("saturated", "smoothing", "zeroed"), side_effect_note="content leaving the frame is replaced by zeros; bilinear resampling smooths pixel-level noise"
+    "; bright content (bone) moves into parts of the FOV that were darker",
 )
 def rotate(
     image: np.ndarray, strength: float, rng: np.random.Generator, mask: np.ndarray | None = None
@@ -421,6 +435,8 @@ def rotate(
 @register_perturbation(
     "scale", modalities=ALL, strength_range=(0.0, 3.0), geometric=True,
     description="zoom in by 1 + strength or out by 1 / (1 + strength) (seeded); mask and boxes follow",
+    side_effects=("saturated", "zeroed", "smoothing", "affine"),
+    side_effect_note="content moves into and out of the FOV (bright or black areas enter it); bilinear resampling smooths pixel-level noise; a strong zoom into a smooth frame leaves one magnified smooth region, close to a constant",
 )
 def scale(
     image: np.ndarray, strength: float, rng: np.random.Generator, mask: np.ndarray | None = None
@@ -438,6 +454,8 @@ def scale(
 @register_perturbation(
     "translate", modalities=ALL, strength_range=(0.0, 256.0), geometric=True,
     description="shift by strength pixels (at most half the image) in a seeded direction; mask and boxes follow",
+    side_effects=("saturated", "smoothing", "zeroed"), side_effect_note="content leaving the frame is replaced by zeros; bilinear resampling smooths pixel-level noise"
+    "; bright content (bone) moves into parts of the FOV that were darker",
 )
 def translate(
     image: np.ndarray, strength: float, rng: np.random.Generator, mask: np.ndarray | None = None

@@ -67,7 +67,7 @@ def _hair_coverage(
     strength_range=(0.0, float(MAX_HAIRS)),
     description="dark terminal hairs lying between the dermoscope plate and the skin",
 )
-def derm_hair(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+def derm_hair(image: np.ndarray, strength: float, rng: np.random.Generator, occlusion: list | None = None) -> np.ndarray:
     r"""Hair occlusion.
 
     **Physics.** Terminal hairs are strongly pigmented (eumelanin) cylinders 50-120 µm thick lying on the
@@ -122,6 +122,8 @@ def derm_hair(image: np.ndarray, strength: float, rng: np.random.Generator) -> n
     a = (alpha * cov)[..., None]
     c = colour if x.shape[2] == 3 else np.array([colour.mean()])
     out = x * (1 - a) + c * a
+    if occlusion is not None:
+        occlusion.append(a[..., 0])
     return from_float(out.reshape(image.shape), image.dtype)
 
 
@@ -130,8 +132,12 @@ def derm_hair(image: np.ndarray, strength: float, rng: np.random.Generator) -> n
     modalities=("dermoscopy",),
     strength_range=(0.0, 0.6),
     description="circular field of view of the dermoscope optics: dark corners and cos^4 falloff",
+    side_effects=("smoothing", "zeroed"), side_effect_note="the dark corners of the field stop are the artifact"
+    "; the black corners carry no texture",
 )
-def derm_vignette(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+def derm_vignette(
+    image: np.ndarray, strength: float, rng: np.random.Generator, occlusion: list | None = None
+) -> np.ndarray:
     r"""Circular field-of-view vignetting.
 
     **Physics.** The dermoscope's round lens and tube form a circular aperture stop: outside the image
@@ -177,6 +183,8 @@ def derm_vignette(image: np.ndarray, strength: float, rng: np.random.Generator) 
     tan_theta = 0.6 * strength * r / r0
     falloff = 1.0 / (1.0 + tan_theta**2) ** 2  # cos^4(theta)
     out = x * (aperture * falloff)[..., None]
+    if occlusion is not None:  # light lost: opacity 0.5 = half the light
+        occlusion.append(1.0 - aperture * falloff)
     return from_float(out.reshape(image.shape), image.dtype)
 
 
@@ -205,7 +213,11 @@ def derm_reflection(image: np.ndarray, strength: float, rng: np.random.Generator
     :math:`0.6\,e^{-((|x-c_k| - r_k)/\omega)^2}` (:math:`\omega = 0.12 r_k + 0.5`) just inside a thin dark
     edge and lifts its interior by 10 % (rim and edge fade in over the first 3 px of radius). With strength :math:`s`:
 
-    .. math:: I' = \mathrm{clip}\big((I\,(1 + 0.1\,b_{in}) (1 - 0.5\,b_{edge}) + 0.6\,b_{rim}) + 0.35\,s\,G, 0, 1\big).
+    .. math:: B = I\,(1 + 0.1\,b_{in}) (1 - 0.5\,b_{edge}), \quad A = \min(0.6\,b_{rim} + 0.35\,s\,G, 0.97),
+              \quad I' = 1 - (1 - B)(1 - A),
+
+    the reflected light added through the camera's highlight roll-off (a screen blend) rather than
+    clipped: the earlier additive model reached its levels by saturating about 20 % of the frame.
 
     Parameters
     ----------
@@ -258,6 +270,9 @@ def derm_reflection(image: np.ndarray, strength: float, rng: np.random.Generator
         b_rim[win] = np.maximum(b_rim[win], vis * np.exp(-(((d - (r_k - om)) / om) ** 2)))
         b_edge[win] = np.maximum(b_edge[win], vis * np.exp(-(((d - r_k - 0.5 * om) / (0.6 * om)) ** 2)))
     light = np.array([1.0, 1.0, 0.98]) if x.shape[2] == 3 else np.array([1.0])
-    out = x * (1 + 0.1 * b_in)[..., None] * (1 - 0.5 * b_edge)[..., None] + 0.6 * b_rim[..., None] * light
-    out = out + 0.35 * strength * glare[..., None] * light
+    base = np.clip(x * (1 + 0.1 * b_in)[..., None] * (1 - 0.5 * b_edge)[..., None], 0.0, 1.0)
+    add = np.clip((0.6 * b_rim + 0.35 * strength * glare)[..., None] * light, 0.0, 0.97)
+    # reflected light adds to the skin's; the camera's tone curve rolls the highlights off (screen blend)
+    # instead of clipping them, so the glare washes detail out without burning the frame to white
+    out = 1.0 - (1.0 - base) * (1.0 - add)
     return from_float(out.reshape(image.shape), image.dtype)

@@ -65,8 +65,12 @@ def endo_specular(image: np.ndarray, strength: float, rng: np.random.Generator) 
     random field with correlation length :math:`\ell_c` = 4-8 % of the side, from ``rng``;
     :math:`A = 0.6\,\ell_c`, slopes of order one) gives normals
     :math:`n = (-\nabla z, 1)/\lVert\cdot\rVert`. With light and view along the optical axis the
-    Blinn-Phong half-vector is the axis, so the specular term is
-    :math:`S(x) = n_z^{\,p}` with shininess :math:`p \in [6, 20]` (``rng``). Then
+    Blinn-Phong half-vector is the axis, so the specular lobe is :math:`n_z^{\,p}` with the high
+    shininess of a wet mucus film, :math:`p \in [20, 60]` (``rng``): small, sharp glints. They sit on the
+    crests of the folds -- convex, high-curvature ridges,
+    :math:`c(x) = \mathrm{clip}((-\nabla^2\phi/\sigma_{\nabla^2\phi} - 0.5)/1.5, 0, 1)` -- and on tissue near the light (bright, :math:`b(x)` = luminance over its
+    95th percentile, clipped to 1): :math:`S(x) = n_z^{\,p}\, c(x)\, b(x)`. (The earlier
+    :math:`p \in [6, 20]` without the crest term drew a web of worm-like ridges.) Then
 
     .. math:: I' = \mathrm{clip}(I + k_s\, S(x)\, F(x)\, \ell, 0, 1),
 
@@ -93,10 +97,15 @@ def endo_specular(image: np.ndarray, strength: float, rng: np.random.Generator) 
     side = min(h, w)
     corr = rng.uniform(0.04, 0.08) * side
     phi = smooth_field(rng, (h, w), corr)
-    shininess = rng.uniform(6.0, 20.0)
+    shininess = rng.uniform(20.0, 60.0)
     gy, gx = np.gradient(phi * 0.6 * corr)  # slopes of order 1 over a correlation length
     n_z = 1.0 / np.sqrt(1.0 + gx**2 + gy**2)
-    spec = n_z**shininess * field_of_view(x)
+    # glints sit on the crests of the mucosal folds: high convex curvature, facing the tip
+    lap = ndi.laplace(phi)
+    crest = np.clip((-lap / max(float(lap.std()), 1e-12) - 0.5) / 1.5, 0.0, 1.0)
+    lum = x.mean(axis=2)
+    bright = np.clip(lum / max(float(np.quantile(lum, 0.95)), 1e-6), 0.0, 1.0)  # near the light = bright
+    spec = n_z**shininess * crest * bright * field_of_view(x)
     light = np.array([0.97, 0.99, 1.0]) if x.shape[2] == 3 else np.array([1.0])
     out = x + (strength / 10.0) * spec[..., None] * light
     return from_float(out.reshape(image.shape), image.dtype)
@@ -212,8 +221,9 @@ def endo_bubbles(
     modalities=("endoscopy",),
     strength_range=(0.0, 1.0),
     description="blood film occluding the mucosa (Beer-Lambert absorption by haemoglobin)",
+    side_effects=("smoothing",), side_effect_note="blood covers the mucosa's texture",
 )
-def endo_blood(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+def endo_blood(image: np.ndarray, strength: float, rng: np.random.Generator, occlusion: list | None = None) -> np.ndarray:
     r"""Blood covering the mucosa.
 
     **Physics.** Bleeding leaves a film of blood on the mucosa. Haemoglobin absorbs strongly in the blue
@@ -262,6 +272,8 @@ def endo_blood(image: np.ndarray, strength: float, rng: np.random.Generator) -> 
         mu, refl = np.array([0.6]), np.array([0.12])
     trans = np.exp(-2.0 * mu * thickness[..., None])
     out = x * trans + refl * (1.0 - trans)
+    if occlusion is not None:  # opacity of the blood layer (mean over channels)
+        occlusion.append(1.0 - trans.mean(axis=2))
     return from_float(out.reshape(image.shape), image.dtype)
 
 
@@ -270,6 +282,8 @@ def endo_blood(image: np.ndarray, strength: float, rng: np.random.Generator) -> 
     modalities=("endoscopy",),
     strength_range=(0.0, 8.0),
     description="overexposure: sensor saturation with blooming where tissue is close to the light",
+    side_effects=("saturated",), side_effect_note="blooming to the sensor's full well is the artifact",
+    ceiling=4.0, ceiling_note="exposure error <= 4 stops: the tip against the wall with the automatic exposure lagging", pending=("affine",), pending_note="the broad exposure bump is close to a global gain: an affine map explains most of the SSIM loss on some frames; blooming needs to be made local",
 )
 def endo_overexposure(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
     r"""Overexposure with saturated blooming.

@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+from medfm_hf.perturbations._common import keep_quantum_noise, shot_noise
 from medfm_hf.perturbations.registry import from_float, register_perturbation, to_float
 
 
@@ -44,8 +45,11 @@ def _smooth_field(rng: np.random.Generator, shape: tuple[int, int], sigma: float
     modalities=("fundus",),
     strength_range=(0.0, 6.0),
     description="media opacity (cataract): forward-scatter blur, veiling straylight and lens yellowing",
+    ceiling=2.0, ceiling_note="opacity beta <= 0.86 (14 % of the retina's contrast left): denser cataracts are not photographed", side_effects=("smoothing",), side_effect_note="forward scatter blurs the retina's detail (the noise level is kept)",
 )
-def fundus_haze(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+def fundus_haze(
+    image: np.ndarray, strength: float, rng: np.random.Generator, occlusion: list | None = None
+) -> np.ndarray:
     r"""Media-opacity (cataract) haze.
 
     **Physics.** An opaque or scattering crystalline lens (cataract) degrades the fundus image in three
@@ -66,6 +70,12 @@ def fundus_haze(image: np.ndarray, strength: float, rng: np.random.Generator) ->
     the veil (the illuminated field blurred over 15 % of the side, times a level drawn in
     [0.8, 1]), :math:`\ell = (1, 0.98, 0.93)` a warm white and :math:`F` the field of view. Contrast falls as
     :math:`1-\beta`.
+    The veil's light carries shot noise, so the noise level inside the field is kept at the clean
+    image's (:func:`~medfm_hf.perturbations._common.keep_quantum_noise`): the levels come from lost
+    contrast, not from a denoised flat veil. Opacity :math:`\beta` is reported as the occluder's opacity
+    (``target_visible_fraction``). Ceiling :math:`s = 2` (:math:`\beta \le 0.86`: at least 14 % of the
+    retina's contrast is left; a denser cataract is not photographed, it is operated on), so the deep
+    levels can be out of reach.
 
     Parameters
     ----------
@@ -86,6 +96,7 @@ def fundus_haze(image: np.ndarray, strength: float, rng: np.random.Generator) ->
     side = min(h, w)
     phi = _smooth_field(rng, (h, w), 0.15 * side)
     level = rng.uniform(0.8, 1.0)
+    z = rng.standard_normal((h, w))
     fov = fundus_field(x)
     opacity = np.clip(0.75 + 0.25 * phi, 0.4, 1.0)
     beta = (1.0 - np.exp(-strength * opacity))[..., None]
@@ -99,8 +110,13 @@ def fundus_haze(image: np.ndarray, strength: float, rng: np.random.Generator) ->
     else:
         tau, tint = np.array([1.0 - 0.07 * sp]), np.array([0.92])
     hazy = (1 - beta) * tau * blurred + beta * (level * veil)[..., None] * tint
+    inside = fov > 0.5
+    if inside.sum() > 16:  # the veil's light carries its own shot noise: the noise level is kept
+        hazy = np.stack([keep_quantum_noise(x[..., c], hazy[..., c], z, inside) for c in range(x.shape[2])], axis=2)
     f = fov[..., None]
     out = f * hazy + (1 - f) * x
+    if occlusion is not None:
+        occlusion.append(beta[..., 0] * fov)
     return from_float(out.reshape(image.shape), image.dtype)
 
 
@@ -109,6 +125,10 @@ def fundus_haze(image: np.ndarray, strength: float, rng: np.random.Generator) ->
     modalities=("fundus",),
     strength_range=(0.0, 8.0),
     description="uneven illumination: smooth multiplicative luminosity/contrast drift across the field",
+    ceiling=3.0, ceiling_note="illumination loss <= 3 stops: a small, decentred pupil leaves the periphery ~8x darker",
+    side_effects=("smoothing",), side_effect_note="dimmed parts carry fewer photons: the noise variance falls as the gain (shot noise), the relative noise rises",
+    pending=("affine",),
+    pending_note="on evenly lit fundi the fall-off is close to a global gain: an affine map explains most of the SSIM loss on some images; the misalignment gradient should dominate",
 )
 def fundus_illumination(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
     r"""Uneven illumination of the fundus.
@@ -125,22 +145,24 @@ def fundus_illumination(image: np.ndarray, strength: float, rng: np.random.Gener
 
     with a misalignment gradient :math:`g` (direction and size from ``rng``), a radial fall-off
     :math:`r_v` (``rng``) and a smooth random field :math:`\phi` (correlation length 20 % of the side,
-    ``rng``). The illumination is :math:`C(x) = 2^{s\,\psi(x)}` (:math:`s` in stops):
+    ``rng``). The illumination is :math:`C(x) = 2^{-s\,(1 - \psi(x))/2}` (:math:`s` in stops): the best-lit
+    point keeps its exposure (the flash is set for it) and the rest of the field is dimmed by up to
+    :math:`s` stops,
 
-    .. math:: I' = \mathrm{clip}(C(x)\, I, 0, 1).
+    .. math:: I' = C(x)\, I.
 
-    The black outside the field stays black (multiplicative).
-
-    **Reach.** On a retina with a bright, evenly lit field SSIM falls slowly (darkened regions keep
-    their structure): one demo image stays at SSIM 0.66 at 8 stops, so level 5 is measured in band on
-    83 % of the demo test images (seed 0; L1-L4 100 %).
+    The black outside the field stays black (multiplicative) and nothing is pushed into saturation (the
+    earlier model reached its levels by saturating 20 % of the field). Fewer photons reach the dimmed
+    parts: their shot noise falls only as :math:`\sqrt{C}` while the signal falls as :math:`C`
+    (:func:`~medfm_hf.perturbations._common.shot_noise`). Ceiling: 3 stops (a small,
+    decentred pupil leaves the periphery about 8x darker); deeper levels can be out of reach.
 
     Parameters
     ----------
     image : numpy.ndarray
         RGB ``(H, W, 3)`` or grey ``(H, W)``, ``uint8``/``uint16``.
     strength : float
-        Peak illumination error :math:`s` in stops (factor :math:`2^{\pm s}`), ``[0, 8]``.
+        Peak illumination loss :math:`s` in stops (factor :math:`2^{-s}`), ``[0, 8]``; ceiling 3.
     rng : numpy.random.Generator
         Source of the gradient, fall-off and smooth field.
 
@@ -156,6 +178,7 @@ def fundus_illumination(image: np.ndarray, strength: float, rng: np.random.Gener
     g = rng.uniform(0.6, 1.2)
     r_v = rng.uniform(0.2, 0.8)
     phi = _smooth_field(rng, (h, w), 0.2 * side)
+    z = rng.standard_normal((h, w))
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
     cy, cx = (h - 1) / 2, (w - 1) / 2
     big_r = side / 2
@@ -163,5 +186,10 @@ def fundus_illumination(image: np.ndarray, strength: float, rng: np.random.Gener
     psi = psi - r_v * ((yy - cy) ** 2 + (xx - cx) ** 2) / big_r**2 + 0.5 * phi
     psi = psi - np.median(psi)
     psi = psi / max(float(np.abs(psi).max()), 1e-12)
-    out = x * (2.0 ** (strength * psi))[..., None]
+    # the flash is set so the best-lit part of the field is exposed right: the error only dims
+    gain = 2.0 ** (-strength * (1.0 - psi) / 2.0)
+    out = x * gain[..., None]
+    inside = fundus_field(x) > 0.5
+    if inside.sum() > 16:  # fewer photons: the relative shot noise grows
+        out = np.stack([shot_noise(x[..., c], out[..., c], gain, z, inside) for c in range(x.shape[2])], axis=2)
     return from_float(out.reshape(image.shape), image.dtype)

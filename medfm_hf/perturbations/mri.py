@@ -21,6 +21,7 @@ import numpy as np
 from numpy.polynomial import legendre
 from scipy import ndimage as ndi
 
+from medfm_hf.perturbations._common import keep_quantum_noise
 from medfm_hf.perturbations.registry import from_float, register_perturbation, to_float
 
 
@@ -67,8 +68,11 @@ def bias_log_field(shape: tuple[int, int], coefficients: np.ndarray) -> np.ndarr
     modalities=("mri",),
     strength_range=(0.0, 6.0),
     description="receive-coil bias field: smooth multiplicative intensity non-uniformity",
+    ceiling=1.2, ceiling_note="peak log-gain 1.2 (a factor 3.3 either way): phased-array surface-coil profiles at 3 T before intensity normalisation (Sled et al. 1998)",
 )
-def mri_bias_field(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+def mri_bias_field(
+    image: np.ndarray, strength: float, rng: np.random.Generator, fov: np.ndarray | None = None
+) -> np.ndarray:
     """Intensity non-uniformity (bias field) from coil sensitivity and B1 inhomogeneity.
 
     Physics: the receive coil's sensitivity (and the transmit field's inhomogeneity at high field) varies
@@ -81,15 +85,31 @@ def mri_bias_field(image: np.ndarray, strength: float, rng: np.random.Generator)
     :math:`c_{ij} \\sim \\mathcal N(0, 1)` (drawn from ``rng``), zero mean, :math:`\\max|f| = 1`.
     ``strength`` :math:`s` is the peak log-gain (s = 1: the field spans a factor :math:`e^{\\pm 1}`).
 
-    Severity: SSIM is insensitive to smooth gain changes (its structure term is invariant to them), so
-    the upper levels need fields beyond the clinical range: surface coils give up to about
-    :math:`s \\approx 2.3` (a factor 10 either way); levels 4-5 typically need :math:`s = 4\\ldots 6`, and
-    on images that are mostly dark background (where a gain changes nothing) they are out of reach
-    within the range; see ``docs/physics_ct_mri_xray_oct.md`` for the measured rates.
+    The reconstruction scales the magnitude image into the stored range, so a gain above 1 does not
+    clip: if the field raises the maximum, the image is scaled back to the clean maximum. The thermal
+    receiver noise is not multiplied by the field (it is uniform over the image), so where the field
+    lowers the signal the noise keeps its level: the noise the gain removed is put back as white noise
+    inside the body (:func:`~medfm_hf.perturbations._common.keep_quantum_noise`).
+
+    Severity: SSIM is insensitive to smooth gain changes (its structure term is invariant to them).
+    Within the physical ceiling :math:`s \\le 1.2` (a factor 3.3 either way, surface-coil profiles at
+    3 T) levels 4-5 are out of reach on most images and level 3 on some: they are reported as
+    ``reason = "ceiling"``, not bought with a x400 gain and clipping as before.
     """
     coeffs = rng.standard_normal((BIAS_ORDER + 1, BIAS_ORDER + 1))
     field = np.exp(strength * bias_log_field(image.shape[:2], coeffs))
-    return _per_channel(image, lambda x: x * field)
+    z = rng.standard_normal(image.shape[:2])
+    region = None if fov is None or fov.sum() < 16 else np.asarray(fov, bool)
+
+    def fn(x: np.ndarray) -> np.ndarray:
+        y = x * field
+        # the reconstruction scales the magnitude image into the stored range: nothing clips
+        top, y_top = float(x.max()), float(y.max())
+        y = y * (top / y_top) if y_top > top > 0 else y
+        # thermal receiver noise is not shaped by the coil sensitivity: its level stays
+        return np.abs(keep_quantum_noise(x, y, z, region))  # magnitude image: Rician, never negative
+
+    return _per_channel(image, fn)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -125,6 +145,7 @@ def draw_ghost_params(rng: np.random.Generator) -> tuple[int, int, int]:
     modalities=("mri",),
     strength_range=(0.0, 1.0),
     description="periodic phase-encode modulation: ghost copies at FOV/N along the phase-encode axis",
+    pending=("smoothing",), pending_note="the high-pass energy inside the body falls by 30-60 %; not yet explained (a unit-modulus k-space modulation keeps the total energy)",
 )
 def mri_ghosting(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
     """Ghosting from a periodic phase error between phase-encode lines.
@@ -196,13 +217,35 @@ def motion_trajectory(times: np.ndarray, rng: np.random.Generator) -> np.ndarray
     return m / np.where(peak > 0, peak, 1.0)
 
 
+def registration_shift(clean: np.ndarray, moved: np.ndarray, reach: int) -> tuple[int, int]:
+    """Whole-pixel displacement ``(rows, cols)`` of ``moved`` relative to ``clean``: the circular
+    cross-correlation peak searched within ``reach`` pixels (ghost replicas sit farther away, at FOV/N)."""
+    a = clean.astype(np.float64)
+    b = moved.astype(np.float64)
+    if a.ndim == 3:
+        a, b = a.mean(axis=2), b.mean(axis=2)
+    a, b = a - a.mean(), b - b.mean()
+    xc = np.real(np.fft.ifft2(np.fft.fft2(b) * np.conj(np.fft.fft2(a))))
+    h, w = xc.shape
+    best, arg = -np.inf, (0, 0)
+    for dy in range(-reach, reach + 1):
+        for dx in range(-reach, reach + 1):
+            v = xc[dy % h, dx % w]
+            if v > best or (v == best and abs(dy) + abs(dx) < abs(arg[0]) + abs(arg[1])):
+                best, arg = v, (dy, dx)
+    return arg
+
+
 @register_perturbation(
     "mri_motion",
     modalities=("mri",),
     strength_range=(0.0, 20.0),
     description="rigid patient motion during acquisition: k-space segments from moved copies",
+    side_effects=("smoothing",), side_effect_note="k-space segments from moved copies average the fine detail",
 )
-def mri_motion(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+def mri_motion(
+    image: np.ndarray, strength: float, rng: np.random.Generator, mask: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Motion artifact: blurring and ghosting from rigid movement between phase-encode lines.
 
     Physics: k-space is filled line by line (or shot by shot in segmented sequences) over seconds to
@@ -217,10 +260,17 @@ def mri_motion(image: np.ndarray, strength: float, rng: np.random.Generator) -> 
     spin echo -- so every shot samples all of k-space. During shot :math:`j` the object is rotated by
     :math:`s\\,m_\\theta(t_j)` degrees and translated by :math:`s\\,(m_y(t_j), m_x(t_j))` pixels, where
     :math:`m` is a smooth random trajectory over the acquisition (drift + three sinusoids per component,
-    peak 1, see :func:`motion_trajectory`) that is zero for the shot holding the k-space centre: the
-    image keeps its position (no label has to move) and the other shots are inconsistent with it.
-    Shot count, trajectory and phase-encode axis are drawn from ``rng``. ``strength`` :math:`s` is the
-    peak displacement (degrees and pixels).
+    peak 1, see :func:`motion_trajectory`) that is zero for the shot holding the k-space centre; the
+    other shots are inconsistent with it. Shot count, trajectory and phase-encode axis are drawn from
+    ``rng``. ``strength`` :math:`s` is the peak displacement (degrees and pixels).
+
+    Labels follow the displayed anatomy: the frame is the average of the moved copies plus ghosts, and
+    where it sits depends on how the shots cluster along the trajectory (0-4 px at strength 8 on the
+    demo MR slices). The mask is shifted by the whole-pixel displacement of the displayed anatomy, the
+    cross-correlation peak between the clean and the perturbed frame searched within
+    ``ceil(s) + 2`` pixels (:func:`registration_shift`; ghosts sit farther, at FOV/N). Tested both
+    ways: where the anatomy stays the mask stays, where it moves the moved mask covers the lesion
+    better than the old one.
     """
     n_shots = int(rng.integers(4, 17))
     axis = int(rng.integers(0, 2))
@@ -229,7 +279,12 @@ def mri_motion(image: np.ndarray, strength: float, rng: np.random.Generator) -> 
     traj = motion_trajectory(times, rng)  # zero at shot 0, which holds k = 0
     angles = strength * traj[:, 0]
     shifts = strength * traj[:, 1:]
-    return _per_channel(image, lambda x: motion_kspace(x, shot, angles, shifts, axis))
+    out = _per_channel(image, lambda x: motion_kspace(x, shot, angles, shifts, axis))
+    moved = None
+    if mask is not None:
+        dy, dx = registration_shift(image, out, int(np.ceil(strength)) + 2)
+        moved = ndi.shift(np.asarray(mask, dtype=np.uint8), (dy, dx), order=0, mode="constant") > 0
+    return out, moved
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -302,6 +357,7 @@ def truncation_window(n: int, keep: float) -> np.ndarray:
     modalities=("mri",),
     strength_range=(0.0, 0.99),
     description="k-space truncation: Gibbs ringing at sharp edges (and blurring)",
+    side_effects=("smoothing",), side_effect_note="k-space truncation is a low-pass: fine detail and noise go with it",
 )
 def mri_gibbs(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
     """Gibbs (truncation) ringing.

@@ -109,8 +109,11 @@ def shadow_profile(
     modalities=("oct",),
     strength_range=(0.0, 400.0),
     description="A-scan shadowing below absorbers (diffuse vitreous opacity / haemorrhage, retinal vessels)",
+    side_effects=("smoothing",), side_effect_note="the shadow attenuates the signal below a vessel, and its speckle with it",
 )
-def oct_shadow(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+def oct_shadow(
+    image: np.ndarray, strength: float, rng: np.random.Generator, occlusion: list | None = None
+) -> np.ndarray:
     """Shadowing: signal loss in the A-scans beneath an absorbing or scattering structure.
 
     Physics: light reaching a depth :math:`z` has passed everything above it twice; a vitreous floater,
@@ -123,7 +126,8 @@ def oct_shadow(image: np.ndarray, strength: float, rng: np.random.Generator) -> 
 
     Model: one vitreous opacity with a core of width :math:`U(0.15, 0.4) W` and a diffuse haze around
     it whose optical depth decays as :math:`e^{-d/\\ell}` with the distance :math:`d` from the core,
-    :math:`\\ell \\sim U(0.08, 0.2) W`, shadowing whole A-scans; plus 0-2 retinal vessels, width
+    :math:`\\ell \\sim U(0.08, 0.2) W`, floating :math:`U(3, 10)` pixels above the first tissue interface
+    and shadowing the A-scans from there down (the vitreous above it is not darkened: tested); plus 0-2 retinal vessels, width
     :math:`U(0.02, 0.05) W`, whose shadows start :math:`U(2, 12)` pixels below the first tissue interface;
     centres :math:`\\sim U(0, W)`, soft lateral edges (all drawn from ``rng``). In the shadow the signal
     above the noise floor is attenuated by :math:`s\\,a` dB, :math:`I' = (I - N_f) 10^{-s a(z, c)/10} +
@@ -144,7 +148,8 @@ def oct_shadow(image: np.ndarray, strength: float, rng: np.random.Generator) -> 
     n_vessels = int(rng.integers(0, 3))
     centres = rng.uniform(0, w, size=1 + n_vessels)
     half_widths = np.concatenate([rng.uniform(0.075, 0.2, size=1), rng.uniform(0.01, 0.025, size=n_vessels)]) * w
-    starts = np.concatenate([[-np.inf], rng.uniform(2.0, 12.0, size=n_vessels)])
+    # the opacity floats in the vitreous a few pixels above the retina: only what lies below it is shadowed
+    starts = np.concatenate([-rng.uniform(3.0, 10.0, size=1), rng.uniform(2.0, 12.0, size=n_vessels)])
     hazes = np.concatenate([rng.uniform(0.08, 0.2, size=1) * w, np.zeros(n_vessels)])
 
     def fn(x: np.ndarray) -> np.ndarray:
@@ -152,6 +157,8 @@ def oct_shadow(image: np.ndarray, strength: float, rng: np.random.Generator) -> 
         lin = to_linear(x)
         floor = noise_floor(lin)
         # only the signal above the noise floor is attenuated; readings below it are noise and stay
+        if occlusion is not None and not occlusion:  # signal lost: 3 dB (half the intensity) = opacity 0.5
+            occlusion.append(1.0 - 10.0 ** (-strength * profile / 10.0))
         return to_display(np.minimum(lin, (lin - floor) * 10.0 ** (-strength * profile / 10.0) + floor))
 
     return _per_channel(image, fn)
@@ -167,8 +174,12 @@ def oct_shadow(image: np.ndarray, strength: float, rng: np.random.Generator) -> 
     modalities=("oct",),
     strength_range=(0.0, 0.9),
     description="blink / lost fixation: contiguous A-scans with no signal (noise floor only)",
+    side_effects=("smoothing", "zeroed"), side_effect_note="lost A-scans carry no signal"
+    "; lost A-scans hold only the weak noise floor",
 )
-def oct_blink(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+def oct_blink(
+    image: np.ndarray, strength: float, rng: np.random.Generator, occlusion: list | None = None
+) -> np.ndarray:
     """Blink artifact: A-scans acquired while the eyelid blocks the beam carry no signal.
 
     Physics: during a blink (or when the pupil is lost) no light returns from the retina, so the A-scans
@@ -198,6 +209,8 @@ def oct_blink(image: np.ndarray, strength: float, rng: np.random.Generator) -> n
         floor = noise_floor(lin)
         return to_display(lin * (1.0 - lost)[None, :] + floor * speckle * lost[None, :])
 
+    if occlusion is not None:
+        occlusion.append(np.broadcast_to(lost[None, :], (h, w)).copy())
     return _per_channel(image, fn)
 
 
@@ -211,6 +224,9 @@ def oct_blink(image: np.ndarray, strength: float, rng: np.random.Generator) -> n
     modalities=("oct",),
     strength_range=(0.0, 3.0),
     description="defocus: lateral blur from a widened beam and confocal signal loss",
+    ceiling=3.0, ceiling_note="3 Rayleigh ranges out of focus: the retina 10x dimmer, the limit of a usable scan",
+    side_effects=("smoothing",),
+    side_effect_note="defocus widens the speckle grains to the beam width: the pixel-scale high-pass energy falls although the speckle stays fully developed (contrast 1)",
 )
 def oct_defocus(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
     """Defocus: the retina lies outside the beam's focus.
@@ -222,23 +238,36 @@ def oct_defocus(image: np.ndarray, strength: float, rng: np.random.Generator) ->
     2015, ch. 2; Izatt et al., "Optical coherence microscopy in scattering media", Opt. Lett. 19 (1994)
     590).
 
-    Model: with :math:`s = \\Delta z / z_R`, the linear intensity above the noise floor is blurred
-    laterally by a Gaussian of :math:`\\sigma = \\sigma_0 s` (the extra width,
-    :math:`\\sigma_0^2(1+s^2) - \\sigma_0^2`) and scaled by :math:`1/(1+s^2)`; the nominal lateral
-    resolution :math:`\\sigma_0 \\sim U(1, 2.5)` pixels and a small axial coupling
-    :math:`U(0, 0.15)\\sigma` are drawn from ``rng``. ``strength`` :math:`s` is the defocus in Rayleigh
-    ranges.
+    Model: with :math:`s = \\Delta z / z_R`, the signal above the noise floor is treated as a coherent
+    field: amplitude :math:`\\sqrt{I - N_f}` with a random phase per pixel (drawn from ``rng``; the
+    scatterers are sub-resolution), convolved with the widened beam -- a Gaussian of extra width
+    :math:`\\sigma = \\sigma_0 s` laterally and :math:`U(0, 0.15)\\sigma` axially -- and detected as
+    intensity, normalised by the kernel's energy so the mean reflectivity is kept, times the confocal loss
+    :math:`1/(1+s^2)`. The detail blurs but the speckle stays fully developed (contrast 1, grains as wide
+    as the beam), and the retina dims -- it does not get brighter by despeckling (tested). At
+    :math:`s = 0` the kernel is a delta and the image is unchanged. The nominal lateral resolution
+    :math:`\\sigma_0 \\sim U(1, 2.5)` pixels is drawn from ``rng``. ``strength`` :math:`s` is the defocus in
+    Rayleigh ranges; ceiling 3 (the retina 3 Rayleigh ranges out of focus: 10x dimmer, the limit of a
+    usable scan).
     """
     sigma0 = float(rng.uniform(1.0, 2.5))
     axial = float(rng.uniform(0.0, 0.15))
+    phase = rng.uniform(0.0, 2.0 * np.pi, size=image.shape[:2])
+    rot = np.exp(1j * phase)
 
     def fn(x: np.ndarray) -> np.ndarray:
         lin = to_linear(x)
         floor = noise_floor(lin)
         signal = np.clip(lin - floor, 0.0, None)
-        sigma = sigma0 * strength
-        blurred = ndi.gaussian_filter(signal, (axial * sigma, sigma), mode="reflect")
-        return to_display(blurred / (1.0 + strength**2) + floor)
+        sigma = (axial * sigma0 * strength, sigma0 * strength)
+        field = np.sqrt(signal) * rot
+        blurred = ndi.gaussian_filter(field.real, sigma, mode="reflect") + 1j * ndi.gaussian_filter(
+            field.imag, sigma, mode="reflect")
+        delta = np.zeros((65, 65))
+        delta[32, 32] = 1.0
+        energy = float((ndi.gaussian_filter(delta, sigma, mode="constant") ** 2).sum())
+        detected = np.abs(blurred) ** 2 / max(energy, 1e-12)
+        return to_display(detected / (1.0 + strength**2) + floor)
 
     return _per_channel(image, fn)
 
@@ -281,28 +310,18 @@ def oct_motion(
     2014; Kraus et al., "Motion correction in optical coherence tomography volumes on a per A-scan basis
     using orthogonal scan patterns", Biomed. Opt. Express 3 (2012) 1182).
 
-    Model: column :math:`c` is translated in depth by :math:`s\\,m(c)` pixels (linear interpolation,
-    edge values repeated), :math:`m` a zero-mean smooth random walk with 0-2 saccade steps, unit peak
+    Model: column :math:`c` is translated in depth by :math:`\\mathrm{round}(s\\,m(c))` whole pixels (no
+    interpolation: a sub-pixel shift would only resample the speckle, which the SSIM bands would measure
+    instead of the displacement; edge values repeated), :math:`m` a zero-mean smooth random walk with 0-2 saccade steps, unit peak
     (drawn from ``rng``). The mask moves with the same displacement (nearest neighbour), so labels stay
     on the anatomy. ``strength`` :math:`s` is the peak displacement in pixels.
     """
     h, w = image.shape[:2]
-    shift = strength * axial_motion_profile(w, rng)
-    src = np.arange(h, dtype=np.float64)[:, None] - shift[None, :]
-    src_c = np.clip(src, 0.0, h - 1.0)
-    lo = np.floor(src_c).astype(int)
-    hi = np.minimum(lo + 1, h - 1)
-    frac = src_c - lo
+    shift = np.rint(strength * axial_motion_profile(w, rng))  # whole pixels: no interpolation
+    src = np.clip(np.arange(h)[:, None] - shift[None, :], 0, h - 1).astype(int)
     cols = np.arange(w)[None, :]
-
-    def fn(x: np.ndarray) -> np.ndarray:
-        return x[lo, cols] * (1.0 - frac) + x[hi, cols] * frac
-
-    out = _per_channel(image, fn)
-    moved = None
-    if mask is not None:
-        nearest = np.clip(np.rint(src), 0, h - 1).astype(int)
-        moved = np.asarray(mask, dtype=bool)[nearest, cols]
+    out = image[src, cols]
+    moved = None if mask is None else np.asarray(mask, dtype=bool)[src, cols]
     return out, moved
 
 
@@ -328,6 +347,7 @@ def speckle_field(shape: tuple[int, int], grain: tuple[float, float], rng: np.ra
     modalities=("oct",),
     strength_range=(0.0, 1.5),
     description="speckle: multiplicative exponential-statistics noise of coherent imaging (fewer averages)",
+    side_effects=("zeroed",), side_effect_note="fully developed speckle is exponentially distributed: its dark grains reach the floor",
 )
 def oct_speckle(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
     """Speckle: coherent interference of light backscattered by sub-resolution scatterers.

@@ -57,8 +57,11 @@ def _channels(x: np.ndarray) -> np.ndarray:
     modalities=("pathology",),
     strength_range=(0.0, 5.0),
     description="H&E(-DAB) stain-concentration change via colour deconvolution (Tellez et al. 2019)",
+    ceiling=0.2, ceiling_note="sigma <= 0.2 on the HED concentrations: the strongest published stain augmentation (Tellez et al. 2019, HED-strong)", side_effects=("affine",), side_effect_note="stain variation is a global change of dye concentrations by nature: at the published magnitudes an RGB affine map reproduces much of it",
 )
-def path_stain(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+def path_stain(
+    image: np.ndarray, strength: float, rng: np.random.Generator, fov: np.ndarray | None = None
+) -> np.ndarray:
     r"""Stain variation through colour deconvolution (HED augmentation, Tellez et al. 2019).
 
     **Physics.** Staining protocols, stain batches, section thickness and scanner differences change
@@ -81,10 +84,15 @@ def path_stain(image: np.ndarray, strength: float, rng: np.random.Generator) -> 
     optical density is kept: each H/E/DAB channel of the output is an affine function of the input's
     (up to the clip at zero).
 
-    **Reach.** When the drawn direction fades the dominant stains (:math:`a_i < 0`), the image tends to
-    an unstained section as :math:`s` grows and SSIM levels off (on one demo tile for seed 2), so levels
-    4-5 are not always reachable: measured in band on the demo test images 100 % at every level for
-    seeds 0 and 1, L4 83 % / L5 83 % for seed 2.
+    The bias acts inside the tissue FOV only (:mod:`medfm_hf.perturbations.fov`; softened by 1 px):
+    glass binds no dye and stays glass (the earlier model turned empty glass brown).
+
+    **Ceiling and reach.** Each stain's log-scale and bias have a standard deviation :math:`s/\sqrt 3`,
+    the spread of Tellez et al.'s uniform :math:`U(-\sigma, \sigma)` with :math:`\sigma = s`; the published
+    range is :math:`\sigma = 0.05` ("HED-light") to :math:`0.2` ("HED-strong"), so the ceiling is
+    :math:`s = 0.2`. Within it the stronger levels are often out of reach (measured in
+    ``docs/physics_audit.md``); the earlier range, up to :math:`s = 5`, reached them by bleaching tiles
+    (up to 64 % near-white).
 
     **Grey input** has no colour to deconvolve: the single optical-density channel is perturbed,
     :math:`\mathrm{OD}' = \max(e^{s a}\mathrm{OD} + s\,b\,\bar C, 0)`, with the first pair of the
@@ -110,11 +118,13 @@ def path_stain(image: np.ndarray, strength: float, rng: np.random.Generator) -> 
     c_bar = 0.25
     x = to_float(image)
     od = optical_density(x, image.dtype)
+    tissue = np.ones(image.shape[:2]) if fov is None else ndi.gaussian_filter(np.asarray(fov, float), 1.0)
     if image.ndim == 2:
-        od2 = np.maximum(np.exp(strength * a[0]) * od + strength * b[0] * c_bar, 0.0)
+        od2 = np.maximum(np.exp(strength * a[0]) * od + strength * b[0] * c_bar * tissue, 0.0)
         return from_float(np.exp(-od2), image.dtype)
     conc = od @ HED_FROM_RGB
-    conc2 = conc * np.exp(strength * a) + strength * b * c_bar
+    # the bias (more or less dye bound) acts on tissue only: glass binds no stain and stays glass
+    conc2 = conc * np.exp(strength * a) + strength * b * c_bar * tissue[..., None]
     # a stain cannot be removed below zero: clip at 0 (or at the input's own value where colour
     # deconvolution already gives a slightly negative concentration, so that s -> 0 stays continuous)
     conc2 = np.maximum(conc2, np.minimum(conc, 0.0))
@@ -126,6 +136,7 @@ def path_stain(image: np.ndarray, strength: float, rng: np.random.Generator) -> 
     modalities=("pathology",),
     strength_range=(0.0, 1.0),
     description="air bubbles under the coverslip: dark refractive rims, defocused hazy interior",
+    side_effects=("smoothing",), side_effect_note="an air bubble's refraction and edge blur the tissue under it",
 )
 def path_bubbles(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
     r"""Air bubbles trapped in the mounting medium under the coverslip.
@@ -194,6 +205,7 @@ def path_bubbles(image: np.ndarray, strength: float, rng: np.random.Generator) -
     modalities=("pathology",),
     strength_range=(0.0, 1.0),
     description="tissue fold: a flap of the section folded in over the tile (optical densities add)",
+    side_effects=("smoothing",), side_effect_note="a fold doubles the tissue thickness: darker, lower contrast",
 )
 def path_fold(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
     r"""Tissue fold: a flap of the section folded over the tissue of the tile.

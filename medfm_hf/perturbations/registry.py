@@ -24,8 +24,9 @@ Adding a perturbation is one decorated function in its family's module::
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -39,6 +40,50 @@ class PerturbationError(ValueError):
     """Bad input to a perturbation: the message says what was wrong and what to do."""
 
 
+#: Side effects a perturbation may have because they *are* its artifact (declared per perturbation,
+#: checked by the registry-wide property test, listed in ``docs/physics_audit.md``):
+#: ``saturated`` / ``zeroed`` -- more than 5 % of the FOV newly at the top / at zero (over-exposure,
+#: vignette, blink, occluders, impulse noise); ``smoothing`` -- high-pass noise energy falls by more than
+#: 30 % (blur, defocus, pixelation, compression, haze, contrast loss); ``affine`` -- a global ``a x + b``
+#: reproduces the output (brightness, contrast).
+SIDE_EFFECTS = ("saturated", "zeroed", "smoothing", "affine")
+
+#: Opacity above which an occluder hides a target pixel (``target_visible_fraction``).
+OCCLUSION_OPACITY = 0.5
+
+
+@dataclass
+class PerturbationOutput:
+    """What one application returns: the image, the moved mask, and the occluder's opacity map.
+
+    ``opacity`` (float ``(H, W)`` in [0, 1], or ``None`` for perturbations that hide nothing) is how
+    much of the underlying signal an occluder (blood, shadow, vignette, blink, haze, hair) covers.
+    """
+
+    image: np.ndarray
+    mask: np.ndarray | None
+    opacity: np.ndarray | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def stored_range(image: np.ndarray, data_range: float | None = None) -> float:
+    """The value range an integer image is perturbed in.
+
+    ``data_range`` when given (the record's ``meta["data_range"]``); 255 for ``uint8``; for ``uint16``
+    the smallest of 10/12/14/16-bit full scale (1023, 4095, 16383, 65535) that holds the image's maximum,
+    so 12-bit CT/X-ray stored in ``uint16`` is perturbed in 0-4095, not 0-65535.
+    """
+    if data_range is not None:
+        return float(data_range)
+    if image.dtype == np.uint8:
+        return 255.0
+    top = int(image.max()) if image.size else 0
+    for bits in (10, 12, 14, 16):
+        if top <= (1 << bits) - 1:
+            return float((1 << bits) - 1)
+    return 65535.0
+
+
 @dataclass(frozen=True)
 class Perturbation:
     name: str
@@ -50,6 +95,20 @@ class Perturbation:
     family: str = "base"
     colour_only: bool = False
     grey_only: bool = False
+    ceiling: float | None = None
+    ceiling_note: str = ""
+    side_effects: frozenset = frozenset()
+    side_effect_note: str = ""
+    pending: frozenset = frozenset()
+    pending_note: str = ""
+    occluding: bool = False
+    accepts: frozenset = frozenset()
+
+    @property
+    def max_strength(self) -> float:
+        """The strongest strength the calibrator may use: the physical ceiling (or the range's top)."""
+        top = self.strength_range[1]
+        return top if self.ceiling is None else min(top, float(self.ceiling))
 
     def applies_to(self, modality: str, image: np.ndarray | None = None) -> bool:
         """Whether this perturbation is used for ``modality`` (and, if given, this image's channels)."""
@@ -63,9 +122,34 @@ class Perturbation:
         return True
 
     def apply(
-        self, image: np.ndarray, strength: float, rng: np.random.Generator, mask: np.ndarray | None = None
+        self, image: np.ndarray, strength: float, rng: np.random.Generator, mask: np.ndarray | None = None,
+        *, data_range: float | None = None, fov: np.ndarray | None = None, window: tuple | None = None,
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Perturb ``image`` (and move ``mask`` for geometric perturbations); validates inputs."""
+        """Perturb ``image`` (and move ``mask`` for geometric perturbations); validates inputs.
+
+        See :meth:`apply_full` for ``data_range``, ``fov`` and ``window``.
+        """
+        out = self.apply_full(image, strength, rng, mask, data_range=data_range, fov=fov, window=window)
+        return out.image, out.mask
+
+    def apply_full(
+        self, image: np.ndarray, strength: float, rng: np.random.Generator, mask: np.ndarray | None = None,
+        *, data_range: float | None = None, fov: np.ndarray | None = None, window: tuple | None = None,
+    ) -> PerturbationOutput:
+        """Perturb ``image``; also return the occluder's opacity map (see :class:`PerturbationOutput`).
+
+        Parameters
+        ----------
+        data_range : float, optional
+            The image's stored range (:func:`stored_range`); a ``uint16`` image with a narrower range
+            (12-bit: 4095) is scaled to the full 16-bit range, perturbed there and scaled back.
+        fov : numpy.ndarray, optional
+            The record's field of view; modality-specific perturbations that need it (ultrasound scan
+            lines, pathology glass) detect it when it is not given.
+        window : tuple, optional
+            ``(centre, width)`` display window in the source's units (CT: HU) for perturbations that
+            work in physical units; a documented default is used otherwise.
+        """
         image = check_image(image, self.name)
         strength = float(strength)
         if not np.isfinite(strength) or strength < 0:
@@ -77,12 +161,35 @@ class Perturbation:
                     f"{self.name}: mask shape {mask.shape} differs from image shape {image.shape[:2]}"
                 )
         if strength == 0:
-            return image.copy(), None if mask is None else mask.copy()
-        if self.geometric:
-            out, moved = self.fn(image, strength, rng, mask=mask)
+            return PerturbationOutput(image.copy(), None if mask is None else mask.copy())
+        top = stored_range(image, data_range)
+        work = image
+        if image.dtype == np.uint16 and top < 65535:
+            if int(image.max()) > top:
+                raise PerturbationError(
+                    f"{self.name}: image maximum {int(image.max())} exceeds its data_range {top:g}; "
+                    "pass the stored range (e.g. 4095 for 12-bit, 65535 for 16-bit)"
+                )
+            work = np.rint(image.astype(np.float64) * (65535.0 / top)).astype(np.uint16)
+        kwargs: dict = {}
+        if "fov" in self.accepts:
+            if fov is None:
+                from medfm_hf.perturbations.fov import detect_fov
+
+                fov = detect_fov(image, self.modalities[0], top)
+            kwargs["fov"] = np.asarray(fov, bool)
+        if "window" in self.accepts and window is not None:
+            kwargs["window"] = window
+        opacity: list = []
+        if "occlusion" in self.accepts:
+            kwargs["occlusion"] = opacity
+        if self.geometric or "mask" in self.accepts:
+            out, moved = self.fn(work, strength, rng, mask=mask, **kwargs)
         else:
-            out, moved = self.fn(image, strength, rng), (None if mask is None else mask.copy())
-        return out, moved
+            out, moved = self.fn(work, strength, rng, **kwargs), (None if mask is None else mask.copy())
+        if work is not image:
+            out = np.clip(np.rint(out.astype(np.float64) * (top / 65535.0)), 0, top).astype(np.uint16)
+        return PerturbationOutput(out, moved, opacity[0] if opacity else None)
 
     def __call__(self, image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
         return self.apply(image, strength, rng)[0]
@@ -100,8 +207,23 @@ def register_perturbation(
     geometric: bool = False,
     colour_only: bool = False,
     grey_only: bool = False,
+    ceiling: float | None = None,
+    ceiling_note: str = "",
+    side_effects: tuple[str, ...] = (),
+    side_effect_note: str = "",
+    pending: tuple[str, ...] = (),
+    pending_note: str = "",
 ) -> Callable[[Callable], Callable]:
-    """Decorator that registers a perturbation function (see the module docstring for the contract)."""
+    """Decorator that registers a perturbation function (see the module docstring for the contract).
+
+    ``ceiling`` is the strongest physically plausible strength (``ceiling_note`` says why; default: the
+    top of ``strength_range``, whose own reason the docstring gives); the calibrator never exceeds it.
+    ``side_effects`` declares which of :data:`SIDE_EFFECTS` are the artifact itself (with a note);
+    ``pending`` lists side effects that are *defects* of the current model, not the artifact, still to be
+    fixed (the property test checks they still occur, so the list cannot go stale; the audit lists them).
+    The function may take keyword arguments ``fov``, ``window``, ``occlusion`` (a list to which it
+    appends its opacity map) and ``mask`` (then it returns ``(image, mask)``).
+    """
 
     def deco(fn: Callable) -> Callable:
         if name in _REGISTRY:
@@ -110,6 +232,11 @@ def register_perturbation(
         if bad:
             raise ValueError(f"perturbation {name!r}: unknown modalities {bad}")
         family = fn.__module__.rsplit(".", 1)[-1]
+        bad_fx = [e for e in (*side_effects, *pending) if e not in SIDE_EFFECTS]
+        if bad_fx:
+            raise ValueError(f"perturbation {name!r}: unknown side effects {bad_fx}; use {SIDE_EFFECTS}")
+        params = set(inspect.signature(fn).parameters)
+        accepts = frozenset(params & {"fov", "window", "occlusion", "mask"})
         _REGISTRY[name] = Perturbation(
             name=name,
             fn=fn,
@@ -120,6 +247,14 @@ def register_perturbation(
             family=family,
             colour_only=colour_only,
             grey_only=grey_only,
+            ceiling=None if ceiling is None else float(ceiling),
+            ceiling_note=ceiling_note,
+            side_effects=frozenset(side_effects),
+            side_effect_note=side_effect_note,
+            pending=frozenset(pending),
+            pending_note=pending_note,
+            occluding="occlusion" in accepts,
+            accepts=accepts,
         )
         return fn
 

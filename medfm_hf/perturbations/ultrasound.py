@@ -3,9 +3,15 @@
 All three act on the displayed B-mode image, which is the log-compressed echo envelope: a display value
 ``v`` in ``[0, 1]`` corresponds to an echo level ``L = v * DR`` dB above the noise floor, with a
 dynamic range ``DR = 60`` dB (a typical abdominal preset).  A gain change of ``g`` dB therefore shifts
-the display value by ``g / DR``.  The beam is taken to travel down the image rows (linear-array
-geometry: depth = row index, each column one scan line); for sector images this is an approximation
-near the apex.
+the display value by ``g / DR``.
+
+Scan lines. Each artifact is computed along the scan lines of the frame's own geometry: the field of
+view (:func:`medfm_hf.perturbations.fov.detect_fov`: the image sector without burned-in overlays) gives
+a linear or a sector/convex geometry (:func:`~medfm_hf.perturbations.fov.scan_geometry`); a sector is
+resampled to (depth, angle) coordinates, the artifact's *change* is computed there (rows = depth, columns
+= scan lines) and mapped back, and only pixels inside the FOV are changed. The surround, text, ECG traces,
+colour bars and the gap between the panels of a dual display stay exactly as they were, and no overlay is
+ever copied into the image (pixels outside the FOV are zero in the scan-line frame).
 
 Grey ``(H, W)`` images are the usual case; RGB images are treated channel by channel with the same
 artifact geometry (colour B-mode screenshots keep their colour overlays in place).
@@ -25,6 +31,7 @@ from scipy import ndimage as ndi
 from scipy.interpolate import CubicSpline
 from scipy.special import ndtr
 
+from medfm_hf.perturbations.fov import scan_geometry
 from medfm_hf.perturbations.registry import from_float, register_perturbation, to_float
 
 DYNAMIC_RANGE_DB = 60.0
@@ -39,6 +46,51 @@ def _channels(x: np.ndarray) -> np.ndarray:
 def _echo_level(x: np.ndarray) -> np.ndarray:
     """Local echo level: luminance after a 7x7 grey opening, which removes thin burned-in text/markers."""
     return ndi.grey_opening(x.mean(axis=2), size=(7, 7))
+
+
+def _remap(img: np.ndarray, mapx: np.ndarray, mapy: np.ndarray) -> np.ndarray:
+    """Bilinear resampling of every channel of a float ``(H, W, C)`` image at ``(mapx, mapy)``; 0 outside."""
+    import cv2
+
+    mx, my = mapx.astype(np.float32), mapy.astype(np.float32)
+    return np.stack([cv2.remap(img[..., c].astype(np.float32), mx, my, cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+                     for c in range(img.shape[2])], axis=2).astype(np.float64)
+
+
+def scan_change(x: np.ndarray, fov: np.ndarray, model) -> np.ndarray:
+    """The change ``model`` makes to the frame ``x`` (float ``(H, W, C)``), computed along the scan lines.
+
+    ``model`` maps a scan-line frame (rows = depth, columns = scan lines; zero outside the FOV) to its
+    perturbed version. Linear probes: the frame itself. Sector/convex probes: the frame resampled on a
+    (depth, angle) grid of the same size between the FOV's nearest and farthest depth and its edge
+    angles, and the change resampled back. Returned: the change in image coordinates, zero outside the FOV.
+    """
+    geo = scan_geometry(fov)
+    inside = x * fov[..., None]
+    if geo.kind == "linear":
+        return (model(inside) - inside) * fov[..., None]
+    h, w = fov.shape
+    ax, ay = geo.apex
+    a0, a1 = geo.angles
+    r_in, r_out = float(geo.depth[fov].min()), float(geo.depth[fov].max())
+    radii = np.linspace(r_in, r_out, h)
+    angles = np.linspace(a0, a1, w)
+    mapx = ax + radii[:, None] * np.sin(angles)[None, :]
+    mapy = ay + radii[:, None] * np.cos(angles)[None, :]
+    polar = _remap(inside, mapx, mapy)
+    change = model(polar) - polar
+    gx = (geo.line - a0) / max(a1 - a0, 1e-9) * (w - 1)
+    gy = (geo.depth - r_in) / max(r_out - r_in, 1e-9) * (h - 1)
+    return _remap(change, gx, gy) * fov[..., None]
+
+
+def _fov_of(image: np.ndarray, fov: np.ndarray | None) -> np.ndarray:
+    if fov is not None:
+        return np.asarray(fov, bool)
+    from medfm_hf.perturbations.fov import detect_fov
+
+    return detect_fov(image, "ultrasound")
 
 
 def _tissue_top(lum: np.ndarray, x0: float, x1: float, threshold: float = 0.08) -> float:
@@ -60,8 +112,13 @@ def _tissue_top(lum: np.ndarray, x0: float, x1: float, threshold: float = 0.08) 
     modalities=("ultrasound",),
     strength_range=(0.0, 1.0),
     description="acoustic shadow distal to strongly attenuating reflectors (bone, calculi, gas)",
+    side_effects=("zeroed", "smoothing"),
+    side_effect_note="an acoustic shadow is anechoic (black, without speckle) distal to the reflector",
 )
-def us_shadowing(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+def us_shadowing(
+    image: np.ndarray, strength: float, rng: np.random.Generator, fov: np.ndarray | None = None,
+    occlusion: list | None = None,
+) -> np.ndarray:
     r"""Acoustic shadowing below strong reflectors along the beam.
 
     **Physics.** At an interface with a large acoustic-impedance mismatch (soft tissue/bone, calculus,
@@ -112,9 +169,9 @@ def us_shadowing(image: np.ndarray, strength: float, rng: np.random.Generator) -
     numpy.ndarray
         The shadowed image, same dtype and shape.
     """
-    x = _channels(to_float(image))
-    h, w = x.shape[:2]
-    lum = _echo_level(x)
+    xfull = _channels(to_float(image))
+    fov = _fov_of(image, fov)
+    h, w = xfull.shape[:2]
     # --- every draw first, independent of strength ---
     n = int(rng.integers(2, 4))
     centres = rng.uniform(0.12, 0.88, n) * w
@@ -122,26 +179,34 @@ def us_shadowing(image: np.ndarray, strength: float, rng: np.random.Generator) -
     depth_u = rng.uniform(0.0, 1.0, n)
     atten_db = rng.uniform(35.0, 60.0, n)
     echo = rng.uniform(0.75, 1.0, n)
-    # --- geometry ---
-    cols = np.arange(w, dtype=np.float64)
-    rows = np.arange(h, dtype=np.float64)[:, None]
-    penumbra = 1.0 + 0.01 * w
-    pulse = max(1.0, 0.006 * h)
-    loss_db = np.zeros((h, w))
-    echo_line = np.zeros((h, w))
-    for k in range(n):
-        top = _tissue_top(lum, centres[k] - max_widths[k] / 2, centres[k] + max_widths[k] / 2)
-        z_k = top + (0.03 + 0.22 * depth_u[k]) * (h - top)
-        # the obstruction (a box of width s*W_k) seen through a Gaussian beam of width penumbra
-        half_k, dx = strength * max_widths[k] / 2, np.abs(cols - centres[k])
-        lateral = ndtr((half_k - dx) / penumbra) - ndtr((-half_k - dx) / penumbra)
-        below = np.clip(rows - (z_k + 2.0 * pulse) + 0.5, 0.0, 1.0)  # distal to the reflector's own echo
-        loss_db += atten_db[k] * below * lateral[None, :]
-        echo_line = np.maximum(echo_line, echo[k] * np.exp(-0.5 * ((rows - z_k) / pulse) ** 2) * lateral)
-    # reflectors sit in tissue: no echo is drawn where the frame holds no signal (outside a sector scan)
-    echo_line *= np.clip(ndi.uniform_filter(lum, size=9) / 0.03, 0.0, 1.0)
-    # the reflectors' echoes are part of the received signal: deeper ones are attenuated by shallower ones
-    out = np.maximum(x, echo_line[..., None]) - (loss_db / DYNAMIC_RANGE_DB)[..., None]
+
+    def model(x: np.ndarray) -> np.ndarray:
+        lum = _echo_level(x)
+        cols = np.arange(w, dtype=np.float64)
+        rows = np.arange(h, dtype=np.float64)[:, None]
+        penumbra = 1.0 + 0.01 * w
+        pulse = max(1.0, 0.006 * h)
+        loss_db = np.zeros((h, w))
+        echo_line = np.zeros((h, w))
+        for k in range(n):
+            top = _tissue_top(lum, centres[k] - max_widths[k] / 2, centres[k] + max_widths[k] / 2)
+            z_k = top + (0.03 + 0.22 * depth_u[k]) * (h - top)
+            # the obstruction (a box of width s*W_k) seen through a Gaussian beam of width penumbra
+            half_k, dx = strength * max_widths[k] / 2, np.abs(cols - centres[k])
+            lateral = ndtr((half_k - dx) / penumbra) - ndtr((-half_k - dx) / penumbra)
+            below = np.clip(rows - (z_k + 2.0 * pulse) + 0.5, 0.0, 1.0)  # distal to the reflector's echo
+            loss_db += atten_db[k] * below * lateral[None, :]
+            echo_line = np.maximum(echo_line, echo[k] * np.exp(-0.5 * ((rows - z_k) / pulse) ** 2) * lateral)
+        # reflectors sit in tissue: no echo is drawn where the frame holds no signal
+        echo_line *= np.clip(ndi.uniform_filter(lum, size=9) / 0.03, 0.0, 1.0)
+        # the reflectors' echoes are part of the received signal: deeper ones are dimmed by shallower ones
+        return np.maximum(x, echo_line[..., None]) - (loss_db / DYNAMIC_RANGE_DB)[..., None]
+
+    change = scan_change(xfull, fov, model)
+    out = xfull + change
+    if occlusion is not None:  # amplitude lost along the beam: 6 dB = half the echo = opacity 0.5
+        loss = np.clip(-change.mean(axis=2), 0.0, None) * DYNAMIC_RANGE_DB
+        occlusion.append(np.where(fov, 1.0 - 10.0 ** (-loss / 20.0), 0.0))
     return from_float(out.reshape(image.shape), image.dtype)
 
 
@@ -150,8 +215,13 @@ def us_shadowing(image: np.ndarray, strength: float, rng: np.random.Generator) -
     modalities=("ultrasound",),
     strength_range=(0.0, 32.0),
     description="reverberation: equally spaced, decaying replicas of a strong near-field reflector",
+    ceiling=4.0, ceiling_note="replica gain <= 4: the first replica at most 4x the display level of the reflecting layer it copies (a metal or gas reflector in a dim layer); stronger replicas would outshine the reflector that makes them",
+    side_effects=("smoothing",),
+    side_effect_note="a strong replica masks the speckle of the tissue under it (the log display of a sum is dominated by the larger echo)",
 )
-def us_reverberation(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+def us_reverberation(
+    image: np.ndarray, strength: float, rng: np.random.Generator, fov: np.ndarray | None = None
+) -> np.ndarray:
     r"""Reverberation: decaying replicas of a strong reflector at multiples of its depth.
 
     **Physics.** When a pulse meets a strong specular reflector at depth :math:`d` (abdominal-wall fascia,
@@ -171,9 +241,12 @@ def us_reverberation(image: np.ndarray, strength: float, rng: np.random.Generato
     axially blurred by :math:`\sigma_k = \sigma_0\sqrt{k}`, with amplitude :math:`\rho^{k-1}`
     (:math:`\rho \in [0.55, 0.8]` from ``rng``):
 
-    .. math:: v' = v + s \, a(x) \sum_{k \ge 1} \rho^{k-1} (L * g_{\sigma_k})(z - k D, x),
+    .. math:: A' = A + s \, a(x) \sum_{k \ge 1} \rho^{k-1} (L * g_{\sigma_k})(z - k D, x),
+              \qquad v' = 20 \log_{10} A' / \mathrm{DR},
 
-    clipped to the display range. :math:`s` is the echo gain of the reverberant path.
+    with :math:`A = 10^{v\,\mathrm{DR}/20}` the echo amplitude (echoes add in amplitude, the display is
+    log-compressed), the layer :math:`L` taken on :math:`A`, and the result clipped to the display range.
+    :math:`s` is the echo gain of the reverberant path.
 
     **Reach.** The replicas copy the reflecting layer's own echoes; where that layer is dim and most of
     the frame is anechoic surround (the cardiac sector scan of the demo set) they saturate before
@@ -194,35 +267,43 @@ def us_reverberation(image: np.ndarray, strength: float, rng: np.random.Generato
     numpy.ndarray
         The image with reverberation, same dtype and shape.
     """
-    x = _channels(to_float(image))
-    h, w = x.shape[:2]
-    lum = _echo_level(x)
+    xfull = _channels(to_float(image))
+    fov = _fov_of(image, fov)
     u_depth, u_centre = rng.uniform(size=2)
-    half = rng.uniform(0.4, 0.6) * w
+    half_frac = rng.uniform(0.4, 0.6)
     rho = rng.uniform(0.55, 0.8)
-    col_mass = np.cumsum(lum.sum(axis=0) + 1e-6)
-    centre = float(np.searchsorted(col_mass, (0.3 + 0.4 * u_centre) * col_mass[-1]))
-    top = _tissue_top(lum, centre - half, centre + half)
-    lo = int(top + 0.06 * (h - top))
-    hi = max(lo + 1, int(top + 0.3 * (h - top)))
-    a, b = int(max(0, centre - half)), int(min(w, centre + half))
-    prof = x.mean(axis=2)[lo:hi, a:b].mean(axis=1) + 1e-3  # raw echoes: thin reflectors count
-    cdf = np.cumsum(prof**6)  # reverberation needs a strong reflector: favour the brightest rows
-    d = lo + float(np.searchsorted(cdf, u_depth * cdf[-1]))  # reflector depth (rows)
-    gap = max(2.0, d - top)  # transducer-to-reflector distance = replica spacing
-    rows = np.arange(h, dtype=np.float64)[:, None]
-    band_w = np.cos(np.clip((rows - d) / gap, -0.5, 0.5) * np.pi) ** 2
-    layer = x * band_w[..., None]
-    cols = np.arange(w, dtype=np.float64)
-    aperture = np.clip((half - np.abs(cols - centre)) / (0.03 * w + 1.0), 0.0, 1.0)
-    sigma0 = max(0.5, 0.004 * h)
-    acc = np.zeros_like(x)
-    k = 1
-    while d + (k - 0.5) * gap < h and rho ** (k - 1) > 0.02:
-        shifted = ndi.shift(layer, (k * gap, 0, 0), order=1, mode="constant", cval=0.0, prefilter=False)
-        acc += rho ** (k - 1) * ndi.gaussian_filter1d(shifted, sigma0 * np.sqrt(k), axis=0)
-        k += 1
-    out = x + strength * acc * aperture[None, :, None]
+
+    def model(x: np.ndarray) -> np.ndarray:
+        h, w = x.shape[:2]
+        lum = _echo_level(x)
+        half = half_frac * w
+        col_mass = np.cumsum(lum.sum(axis=0) + 1e-6)
+        centre = float(np.searchsorted(col_mass, (0.3 + 0.4 * u_centre) * col_mass[-1]))
+        top = _tissue_top(lum, centre - half, centre + half)
+        lo = int(top + 0.06 * (h - top))
+        hi = max(lo + 1, int(top + 0.3 * (h - top)))
+        a, b = int(max(0, centre - half)), int(min(w, centre + half))
+        prof = x.mean(axis=2)[lo:hi, a:b].mean(axis=1) + 1e-3  # raw echoes: thin reflectors count
+        cdf = np.cumsum(prof**6)  # reverberation needs a strong reflector: favour the brightest rows
+        d = lo + float(np.searchsorted(cdf, u_depth * cdf[-1]))  # reflector depth (rows)
+        gap = max(2.0, d - top)  # transducer-to-reflector distance = replica spacing
+        rows = np.arange(h, dtype=np.float64)[:, None]
+        band_w = np.cos(np.clip((rows - d) / gap, -0.5, 0.5) * np.pi) ** 2
+        amp = 10.0 ** (x * DYNAMIC_RANGE_DB / 20.0)  # echo amplitude over the noise floor
+        layer = amp * band_w[..., None]
+        cols = np.arange(w, dtype=np.float64)
+        aperture = np.clip((half - np.abs(cols - centre)) / (0.03 * w + 1.0), 0.0, 1.0)
+        sigma0 = max(0.5, 0.004 * h)
+        acc = np.zeros_like(x)
+        k = 1
+        while d + (k - 0.5) * gap < h and rho ** (k - 1) > 0.02:
+            shifted = ndi.shift(layer, (k * gap, 0, 0), order=1, mode="constant", cval=0.0, prefilter=False)
+            acc += rho ** (k - 1) * ndi.gaussian_filter1d(shifted, sigma0 * np.sqrt(k), axis=0)
+            k += 1
+        # echoes add in amplitude; the display is log-compressed
+        return 20.0 * np.log10(amp + strength * acc * aperture[None, :, None]) / DYNAMIC_RANGE_DB
+
+    out = xfull + scan_change(xfull, fov, model)
     return from_float(out.reshape(image.shape), image.dtype)
 
 
@@ -231,8 +312,12 @@ def us_reverberation(image: np.ndarray, strength: float, rng: np.random.Generato
     modalities=("ultrasound",),
     strength_range=(0.0, 40.0),
     description="time-gain-compensation miscalibration: a smooth depth-dependent gain error in dB",
+    ceiling=30.0, ceiling_note="RMS TGC error <= 30 dB: half of a 60 dB display range, every slider at an end stop", side_effects=("smoothing", "zeroed"), side_effect_note="a gain too low at depth drops weak echoes below the display floor"
+    "; drop-out to black removes the speckle with the echoes",
 )
-def us_gain(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+def us_gain(
+    image: np.ndarray, strength: float, rng: np.random.Generator, fov: np.ndarray | None = None
+) -> np.ndarray:
     r"""Depth-dependent gain (TGC) miscalibration.
 
     **Physics.** Echoes from depth :math:`z` are attenuated by :math:`2\alpha f z` dB (round trip;
@@ -244,7 +329,9 @@ def us_gain(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.
     **Model.** Eight slider errors :math:`u_j \sim \mathcal N(0,1)` at equally spaced depths plus a
     linear ramp :math:`u_r z/H` (both from ``rng``) are interpolated with a cubic spline and normalised
     to unit RMS over depth, :math:`\langle\delta^2\rangle_z = 1`. The gain error is :math:`G(z) = s\,\delta(z)` dB, which in the
-    log-compressed display shifts each row: :math:`v' = \mathrm{clip}(v + G(z)/\mathrm{DR}, 0, 1)`.
+    log-compressed display shifts each depth along the scan lines, inside the sector only:
+    :math:`v' = \mathrm{clip}(v + G(z)/\mathrm{DR}, 0, 1)`. Lowering the gain drives weak deep echoes
+    below the display floor (black): that drop-out is the artifact, declared as such.
 
     Parameters
     ----------
@@ -260,13 +347,17 @@ def us_gain(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.
     numpy.ndarray
         The image with the gain error, same dtype and shape.
     """
-    x = _channels(to_float(image))
-    h = x.shape[0]
+    xfull = _channels(to_float(image))
+    fov = _fov_of(image, fov)
     sliders = rng.standard_normal(8)
     ramp = rng.standard_normal()
     knots = np.linspace(0.0, 1.0, 8)
-    z = np.linspace(0.0, 1.0, h)
-    delta = CubicSpline(knots, sliders, bc_type="natural")(z) + ramp * (z - 0.5) * 2.0
-    delta = delta / max(float(np.sqrt(np.mean(delta**2))), 1e-9)
-    out = x + (strength * delta / DYNAMIC_RANGE_DB)[:, None, None]
+
+    def model(x: np.ndarray) -> np.ndarray:
+        z = np.linspace(0.0, 1.0, x.shape[0])
+        delta = CubicSpline(knots, sliders, bc_type="natural")(z) + ramp * (z - 0.5) * 2.0
+        delta = delta / max(float(np.sqrt(np.mean(delta**2))), 1e-9)
+        return x + (strength * delta / DYNAMIC_RANGE_DB)[:, None, None]
+
+    out = xfull + scan_change(xfull, fov, model)
     return from_float(out.reshape(image.shape), image.dtype)

@@ -17,10 +17,12 @@ from collections.abc import Callable
 import numpy as np
 from scipy import ndimage as ndi
 
+from medfm_hf.perturbations._common import keep_quantum_noise
 from medfm_hf.perturbations.registry import from_float, register_perturbation, to_float
 
 K_ATTENUATION = 4.0
 AIR_PHOTONS = 2000.0  # detected quanta per pixel behind air at the reference exposure
+FULL_WELL = 1.5  # detector saturation, relative to the air signal at the reference exposure
 
 
 def _per_channel(image: np.ndarray, fn: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
@@ -63,9 +65,13 @@ def scatter_field(primary: np.ndarray, sigma_px: float, tilt: float, tilt_angle:
     "xray_scatter",
     modalities=("xray",),
     strength_range=(0.0, 12.0),
+    ceiling=10.0,
+    ceiling_note="scatter-to-primary ratio <= 10: thick abdomen or pelvis without an anti-scatter grid",
     description="Compton scatter without a grid: low-frequency veil at a scatter-to-primary ratio",
 )
-def xray_scatter(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+def xray_scatter(
+    image: np.ndarray, strength: float, rng: np.random.Generator, fov: np.ndarray | None = None
+) -> np.ndarray:
     """Scatter fog: loss of contrast from scattered radiation reaching the detector.
 
     Physics: most photons that interact in the patient are Compton scattered; those reaching the
@@ -75,17 +81,24 @@ def xray_scatter(image: np.ndarray, strength: float, rng: np.random.Generator) -
     (Boone & Seibert, "An analytical model of the scattered radiation distribution in diagnostic
     radiology", Med. Phys. 15 (1988) 721; Bushberg et al. 2012, sec. 7.7).
 
-    Model: :math:`I' = I + s\\, (G_\\sigma * I)(1 + g\\,\\hat n\\cdot r)`, :math:`x' = -\\ln I'/K`, with
-    :math:`\\sigma \\sim U(0.08, 0.2)\\max(H, W)`, gradient :math:`g \\sim U(0, 0.3)` in a random direction
-    (drawn from ``rng``). ``strength`` :math:`s` is the SPR.
+    Model: :math:`I' = (I + s\\, S)/(1 + s)`, :math:`S = (G_\\sigma * I)(1 + g\\,\\hat n\\cdot r)`,
+    :math:`x' = -\\ln I'/K`, with :math:`\\sigma \\sim U(0.08, 0.2)\\max(H, W)`, gradient
+    :math:`g \\sim U(0, 0.3)` in a random direction (drawn from ``rng``). ``strength`` :math:`s` is the SPR.
+    The automatic exposure control ends the exposure at the same detector dose, so the total signal is
+    renormalised by :math:`1 + s` (air stays air, nothing is pushed below black) and the quantum noise of
+    the detected photons stays at the clean image's level: the noise the contrast loss removed is put
+    back as white noise inside the exposed field (:func:`~medfm_hf.perturbations._common.keep_quantum_noise`).
+    Ceiling: SPR 10 (thick abdomen without a grid; Bushberg et al. 2012, sec. 7.7).
     """
     sigma = float(rng.uniform(0.08, 0.2)) * max(image.shape[:2])
     tilt = float(rng.uniform(0.0, 0.3))
     tilt_angle = float(rng.uniform(0.0, 2.0 * np.pi))
+    z = rng.standard_normal(image.shape[:2])
 
     def fn(x: np.ndarray) -> np.ndarray:
         primary = to_intensity(x)
-        return to_display(primary + strength * scatter_field(primary, sigma, tilt, tilt_angle))
+        out = to_display((primary + strength * scatter_field(primary, sigma, tilt, tilt_angle)) / (1.0 + strength))
+        return keep_quantum_noise(x, out, z, fov)
 
     return _per_channel(image, fn)
 
@@ -96,37 +109,51 @@ def xray_scatter(image: np.ndarray, strength: float, rng: np.random.Generator) -
 
 
 def exposure_display(x: np.ndarray, log2_dose: float, z: np.ndarray, photons: float = AIR_PHOTONS) -> np.ndarray:
-    """Display image after changing the dose by :math:`2^{\\text{log2\\_dose}}` (unclipped).
+    """Display image after changing the dose by :math:`d = 2^{\\text{log2\\_dose}}` (unclipped).
 
-    The log signal shifts by :math:`-\\ln d / K` (no re-normalisation: a fixed processing curve), and a
-    lower dose adds the *excess* quantum noise, log-domain variance :math:`(1/d - 1)/(N_0 I)`; a higher
-    dose adds none (noise cannot be removed) but burns out thin regions through clipping.
+    The detector sees :math:`d I` (relative to air at the reference dose) and saturates at
+    :data:`FULL_WELL`; the digital radiography processing normalises the log signal back by
+    :math:`\\ln d` (exposure-index normalisation), so the mean grey level does not follow the dose.
+    A lower dose adds the *excess* quantum noise, log-domain variance :math:`(1/d - 1)/(N_0 I)`; a
+    higher dose adds none (noise cannot be removed) but regions whose signal exceeds the full well burn
+    out: the display maps a saturated reading to black, like direct exposure, so thin anatomy is lost.
     """
     dose = 2.0**log2_dose
-    counts = photons * to_intensity(x)
+    intensity = to_intensity(x)
+    counts = photons * intensity
     sigma_log = np.sqrt(max(1.0 / dose - 1.0, 0.0) / counts)
-    return x - np.log(dose) / K_ATTENUATION + sigma_log * z / K_ATTENUATION
+    detected = np.minimum(dose * intensity, FULL_WELL)
+    burned = dose * intensity >= FULL_WELL
+    out = to_display(detected / dose) + sigma_log * z / K_ATTENUATION
+    return np.where(burned, 0.0, out)  # the display maps a saturated detector reading to black
 
 
 @register_perturbation(
     "xray_exposure",
     modalities=("xray",),
     strength_range=(0.0, 8.0),
-    description="under/over-exposure: log-domain dose shift, quantum noise, clipping",
+    ceiling=4.0,
+    ceiling_note="exposure error <= 4 stops (16x): a failed automatic exposure control or a wrong manual "
+    "technique; larger errors are caught at acquisition (exposure index out of range)",
+    side_effects=("smoothing", "zeroed", "saturated"),
+    side_effect_note="over-exposure burns thin regions out to black (their detail and noise with them); "
+    "the quantum noise of an under-exposure is clipped at the range ends",
+    description="under/over-exposure: dose change with quantum noise in the log domain, detector saturation",
 )
 def xray_exposure(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
     """Exposure error: wrong tube current-time product or failed automatic exposure control.
 
     Physics: detected quanta are Poisson with mean :math:`N = d N_0 e^{-\\mu L}`. Under-exposure
     (:math:`d < 1`) raises the relative quantum noise :math:`1/\\sqrt N` (mottle), worst behind dense
-    anatomy; over-exposure saturates the detector behind thin regions (burn-out). With a fixed
-    processing curve the log image also shifts by :math:`-\\ln d` (Bushberg et al. 2012, sec. 7.5;
-    Seibert, "Digital radiography: image quality and radiation dose", Health Phys. 95 (2008) 586).
+    anatomy; over-exposure saturates the detector behind thin regions (burn-out). Digital radiography
+    normalises the log signal to a target exposure index, so the grey level does not follow the dose --
+    unlike :func:`~medfm_hf.perturbations.base.brightness` (Bushberg et al. 2012, sec. 7.5; Seibert,
+    "Digital radiography: image quality and radiation dose", Health Phys. 95 (2008) 586).
 
-    Model: :math:`x' = \\mathrm{clip}(x - \\ln d/K + \\sqrt{\\max(1/d - 1, 0)/(N_0 e^{-K x})}\\, z/K)`,
-    :math:`d = 2^{\\pm s}`, :math:`N_0 = 2000` quanta per pixel behind air; the direction (under or over)
-    and the noise field :math:`z` (standard normal, slightly correlated by the detector's MTF) are drawn
-    from ``rng``. ``strength`` :math:`s` is the exposure error in stops (factors of two).
+    Model (:func:`exposure_display`): :math:`d = 2^{\\pm s}`, :math:`N_0 = 2000` quanta per pixel behind
+    air, full well 1.5 times the air signal at the reference dose; the direction (under or over) and
+    the noise field :math:`z` (standard normal, slightly correlated by the detector's MTF) are drawn from
+    ``rng``. ``strength`` :math:`s` is the exposure error in stops (factors of two).
     """
     direction = -1.0 if rng.random() < 0.5 else 1.0
     z = ndi.gaussian_filter(rng.standard_normal(image.shape[:2]), 0.6)
@@ -167,6 +194,7 @@ def grid_transmission(
     modalities=("xray",),
     strength_range=(0.0, 5.0),
     description="anti-scatter grid lines: lead strip shadows, moire when the grid is undersampled",
+    ceiling=5.0, ceiling_note="lead strips of 3-5 e-folds at 70 kVp", side_effects=("saturated",), side_effect_note="opaque strip shadows behind dense (already bright) anatomy exceed the display range",
 )
 def xray_grid(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
     """Grid-line and moiré artifact from a stationary anti-scatter grid.

@@ -6,29 +6,38 @@ from __future__ import annotations
 import pandas as pd
 
 CELL_COLUMNS = ["source", "perturbation", "image_id", "modality", "level", "ssim", "in_band", "evaluations",
-                "strength"]
-REPORT_COLUMNS = ["perturbation", "level", "modality", "cells", "in_band_rate", "mean_ssim", "evaluations_per_cell",
-                  "seconds_per_cell"]
+                "strength", "ssim_frame", "reason", "target_visible_fraction"]
+REPORT_COLUMNS = ["perturbation", "level", "modality", "cells", "in_band_rate", "mean_ssim", "mean_ssim_frame",
+                  "evaluations_per_cell", "seconds_per_cell", "reasons"]
 
 
 def calibration_cells(infos: list[dict]) -> pd.DataFrame:
     """One row per calibrated (image, perturbation, level) cell of the shards ``infos``."""
     rows = [{"source": info["source"], "perturbation": info["perturbation"], **c} for info in infos
             for c in info["cells"]]
-    return pd.DataFrame(rows, columns=CELL_COLUMNS)
+    return pd.DataFrame(rows, columns=CELL_COLUMNS)  # shards of older builds lack the newer columns: NaN
 
 
 def calibration_report(infos: list[dict]) -> pd.DataFrame:
-    """One row per (perturbation, level, modality): cells, in-band rate, mean SSIM, evaluations per cell,
-    and the shard time spread over its cells."""
+    """One row per (perturbation, level, modality): cells, in-band rate, mean SSIM (over the field of view) and
+    whole-frame SSIM, evaluations per cell, the shard time spread over its cells, and why cells missed their
+    band (``reason:count``: ``ceiling``, ``saturated``, ``discrete``)."""
     cells = calibration_cells(infos)
     if cells.empty:
         return pd.DataFrame(columns=REPORT_COLUMNS)
     secs = {(i["source"], i["perturbation"]): i["seconds"] / max(1, len(i["cells"])) for i in infos}
     cells["seconds"] = [secs[(s, p)] for s, p in zip(cells["source"], cells["perturbation"])]
+    cells["reason"] = cells["reason"].fillna("")
     g = cells.groupby(["perturbation", "level", "modality"], sort=True)
-    return g.agg(cells=("in_band", "size"), in_band_rate=("in_band", "mean"), mean_ssim=("ssim", "mean"),
-                 evaluations_per_cell=("evaluations", "mean"), seconds_per_cell=("seconds", "mean")).reset_index()
+    rep = g.agg(cells=("in_band", "size"), in_band_rate=("in_band", "mean"), mean_ssim=("ssim", "mean"),
+                mean_ssim_frame=("ssim_frame", "mean"), evaluations_per_cell=("evaluations", "mean"),
+                seconds_per_cell=("seconds", "mean"), reasons=("reason", _reason_counts)).reset_index()
+    return rep[REPORT_COLUMNS]
+
+
+def _reason_counts(reasons: pd.Series) -> str:
+    counts = reasons[reasons != ""].value_counts()
+    return ", ".join(f"{k}:{v}" for k, v in sorted(counts.items()))
 
 
 def config_table(infos: list[dict]) -> pd.DataFrame:

@@ -14,6 +14,9 @@ synthetic: the demo set exercises the pipeline; it says nothing about clinical p
 in each record's ``meta``. Every image is 256 x 256; grey for ct/mri/xray/ultrasound/oct/angiography,
 RGB for dermoscopy/endoscopy/fundus/pathology. Per modality: 6 test, 6 train, 2 validation images.
 
+Every record carries its field of view (``fov``): the endoscopy aperture is supplied (it is drawn),
+the other modalities' FOV comes from :func:`medfm_hf.perturbations.fov.detect_fov`.
+
 Every record also carries VLM fields: a four-option multiple-choice question (modality, lesion
 location or lesion size), a caption, and the lesion box as grounding target.
 """
@@ -210,7 +213,9 @@ def _bg_ct() -> list[_Background]:
         img = _crop_resize(ph, 0.5, 0.5, 1.0, flip)
         img8 = np.clip(np.rint(img * 255.0), 0, 255).astype(np.uint8)
         out.append(_Background(img8, {"background": "scikit-image:shepp_logan_phantom", "window":
-                                      {"center": 0.5, "width": 1.0}, "flip": flip, "variant": i}))
+                                      {"center": 0.0, "width": 2000.0,
+                                       "unit": "HU (phantom intensity 0..1 read as -1000..+1000 HU)"},
+                                      "flip": flip, "variant": i}))
     return out
 
 
@@ -577,8 +582,12 @@ def _build_all() -> tuple[Record, ...]:
                 split=_split_of(k),
                 mask=mask,
                 meta=meta,
+                fov=(_fov() > 0.5) if modality == "endoscopy" else None,
                 **vlm,
             )
+            # the endoscopy aperture is known by construction; the other modalities' FOV is detected
+            rec.meta["fov"] = "supplied: procedural aperture" if modality == "endoscopy" else "detected"
+            rec.field_of_view()
             rec.validate()
             records.append(rec)
     return tuple(records)

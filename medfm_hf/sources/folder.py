@@ -13,6 +13,9 @@ Expected layout (either form)::
   thresholded and flagged; a small-valued label map (e.g. ``0/1/2``) is skipped with a reason.
 * 16-bit images stay ``uint16``; RGBA loses its alpha channel; palette images become RGB or grey;
   grey modalities store identical RGB channels as grey, colour modalities replicate grey to RGB.
+* Field of view (optional, ``fov=FOLDER``): ``PATH/FOLDER/<stem>.png`` (non-zero = inside) is passed
+  through as the record's ``fov``; without one (or if its shape differs, flagged) it is detected
+  from the image when the record is written (:func:`medfm_hf.perturbations.fov.detect_fov`).
 * Splits: a seeded train/validation/test draw per stem (``fractions=0.7,0.1,0.2``), recorded in
   ``split_file`` and reused, never re-drawn, when that file exists.
 
@@ -47,7 +50,7 @@ from medfm_hf.sources.base import SourceReport, register_source
 
 LAYOUT = (
     "PATH/images/<stem>.* + PATH/masks/<stem>[suffix].*  or  PATH/<stem>.* + PATH/<stem>_mask.*; "
-    "options modality (required), mask_suffix, images, masks, threshold, fractions"
+    "options modality (required), mask_suffix, images, masks, threshold, fractions, fov"
 )
 
 
@@ -95,6 +98,7 @@ def load_folder(
     threshold: int | str = MASK_THRESHOLD,
     fractions: str | None = None,
     split_file: str | None = None,
+    fov: str | None = None,
     **unknown: Any,
 ) -> list[Record]:
     """Generic image + mask folder (segmentation) for any modality."""
@@ -115,6 +119,9 @@ def load_folder(
         if loaded is None:
             continue
         image, mask, notes = loaded
+        fov_mask, fov_note = _supplied_fov(root, fov, stem, image.shape[:2])
+        if fov_note:
+            notes = [*notes, fov_note]
         records.append(
             Record(
                 image_id=f"folder/{stem}",
@@ -129,7 +136,24 @@ def load_folder(
                     "mask_files": [relpath(m, root) for m in mask_paths],
                     "notes": notes,
                     "licence": "user-provided",
+                    "fov": "supplied" if fov_mask is not None else "detected",
                 },
+                fov=fov_mask,
             )
         )
     return records
+
+
+def _supplied_fov(root: Path, folder: str | None, stem: str, shape: tuple[int, int]):
+    """The FOV mask ``root/folder/<stem>.*`` as bool, or ``(None, note)`` when absent or mis-sized."""
+    if not folder:
+        return None, ""
+    import cv2
+
+    hits = [f for f in list_files(root / folder) if f.stem == stem] if (root / folder).is_dir() else []
+    if not hits:
+        return None, f"no fov file for {stem} in {folder}/: detected instead"
+    arr = cv2.imread(str(hits[0]), cv2.IMREAD_GRAYSCALE)
+    if arr is None or arr.shape != tuple(shape):
+        return None, f"fov file {hits[0].name} unreadable or not {shape[1]}x{shape[0]}: detected instead"
+    return arr > 0, ""

@@ -56,13 +56,13 @@ def test_deterministic_and_reproducible(name):
 
 def test_all_levels_from_one_search(monkeypatch):
     calls = []
-    original = SSIMReference.score
+    original = SSIMReference.score_both
 
     def counting(self, cand):
         calls.append(1)
         return original(self, cand)
 
-    monkeypatch.setattr(SSIMReference, "score", counting)
+    monkeypatch.setattr(SSIMReference, "score_both", counting)
     img = grey_image()
     results = calibrate(img, "gaussian_blur", image_id="t/camera", seed=0)
     assert [r.level for r in results] == [1, 2, 3, 4, 5]

@@ -47,13 +47,18 @@ def test_module_doctests():
 
 
 def test_full_gallery_run_removes_stale_strips(tmp_path, monkeypatch):
-    gallery = _load("scripts/make_gallery.py")
+    from medfm_hf.reporting import gallery
+
     monkeypatch.setattr(gallery, "list_perturbations", lambda: ["contrast"])
     pics = tmp_path / "perturbations"
     pics.mkdir()
     (pics / "renamed_old.png").write_bytes(b"x")
     assert gallery.main(["--out", str(tmp_path)]) == 0
-    assert sorted(p.name for p in pics.iterdir()) == ["contrast.png"]
+    names = sorted(p.name for p in pics.iterdir())
+    assert "renamed_old.png" not in names and "contrast.png" in names
+    assert "fov_all.png" in names and "fov_ultrasound.png" in names  # the FOV overlays are kept
+    page = (tmp_path / "perturbations.md").read_text()
+    assert "perturbations/fov_all.png" in page
 
 
 def test_gallery_picks_a_fitting_modality():
