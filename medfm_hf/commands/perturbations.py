@@ -17,31 +17,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def catalog_rows(modality: str | None = None) -> list[dict[str, str]]:
-    """One dict per registered perturbation (the columns of the table)."""
-    from medfm_hf.perturbations import get_perturbation, list_perturbations
-
-    rows = []
-    for name in list_perturbations(modality):
-        p = get_perturbation(name)
-        mods = "all" if set(p.modalities) == set(MODALITIES) else ",".join(p.modalities)
-        notes = []
-        if p.geometric:
-            notes.append("moves mask")
-        if p.colour_only:
-            notes.append("colour only")
-        rows.append({
-            "name": name,
-            "family": p.family,
-            "strength": f"{p.strength_range[0]:g}-{p.strength_range[1]:g}",
-            "modalities": mods,
-            "notes": ", ".join(notes),
-            "description": p.description,
-        })
-    return rows
-
-
 def run(args: argparse.Namespace) -> int:
+    from medfm_hf.perturbations.registry import catalog_rows
+
     rows = catalog_rows(args.modality)
     cols = ["name", "family", "strength", "modalities", "notes", "description"]
     widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in cols[:-1]} if rows else {}

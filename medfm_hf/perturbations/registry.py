@@ -318,3 +318,27 @@ def from_float(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """Inverse of :func:`to_float`: clip to [0, 1], scale to the dtype's range, round."""
     m = dtype_max(dtype)
     return np.clip(np.rint(np.clip(x, 0.0, 1.0) * m), 0, m).astype(dtype)
+
+
+def catalog_rows(modality: str | None = None) -> list[dict[str, str]]:
+    """One dict per registered perturbation (the columns of the table)."""
+    from medfm_hf import MODALITIES
+
+    rows = []
+    for name in list_perturbations(modality):
+        p = get_perturbation(name)
+        mods = "all" if set(p.modalities) == set(MODALITIES) else ",".join(p.modalities)
+        notes = []
+        if p.geometric:
+            notes.append("moves mask")
+        if p.colour_only:
+            notes.append("colour only")
+        rows.append({
+            "name": name,
+            "family": p.family,
+            "strength": f"{p.strength_range[0]:g}-{p.strength_range[1]:g}",
+            "modalities": mods,
+            "notes": ", ".join(notes),
+            "description": p.description,
+        })
+    return rows

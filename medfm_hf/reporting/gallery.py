@@ -142,7 +142,7 @@ def summary(name: str) -> str:
 
 
 def markdown(entries: list[tuple[str, str, list]]) -> str:
-    from medfm_hf.commands.perturbations import catalog_rows
+    from medfm_hf.perturbations.registry import catalog_rows
 
     rows = {r["name"]: r for r in catalog_rows()}
     out = [
