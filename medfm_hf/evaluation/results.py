@@ -11,7 +11,8 @@ import pandas as pd
 from medfm_hf.io import atomic_write_parquet, atomic_write_text
 from medfm_hf.reporting.runs import stats_by_level, summary_table, write_results_card
 
-COLUMNS = ["image_id", "source", "modality", "kind", "name", "level", "strength", "ssim", "in_band", "epsilon",
+COLUMNS = ["image_id", "source", "modality", "kind", "name", "level", "strength", "ssim", "in_band",
+           "target_visible_fraction", "epsilon",
            "steps", "iou", "dice", "clean_iou", "clean_dice", "iou_drop", "dice_drop", "seconds"]
 KIND_ORDER = {"clean": 0, "perturbation": 1, "attack": 2}
 PART_KEY = "medfm_run_key"  # metadata key of a part file: the run it belongs to
@@ -51,7 +52,7 @@ def merge_parts(plan) -> pd.DataFrame:
     df = df.sort_values(["_k", "name", "level", "image_id"], kind="stable").reset_index(drop=True)
     if df.duplicated(["kind", "name", "level", "image_id"]).any():
         raise RuntimeError("duplicate result rows; the results folder is corrupt")
-    return df[COLUMNS]
+    return df.reindex(columns=COLUMNS)
 
 
 def write_results(plan, reader, accelerator, model) -> dict:

@@ -118,7 +118,8 @@ def run_batch(model, reader, batch: Batch, plan: EvalPlan, device, autocast) -> 
         out.append({
             "image_id": it.image_id, "source": r.source, "modality": r.modality, "kind": it.kind, "name": it.name,
             "level": it.level, "strength": r.strength if pert else None, "ssim": r.ssim if pert else None,
-            "in_band": r.in_band if pert else None, "epsilon": epsilon, "steps": steps, "iou": iou, "dice": dice,
+            "in_band": r.in_band if pert else None,
+            "target_visible_fraction": r.extra.get("target_visible_fraction") if pert else None, "epsilon": epsilon, "steps": steps, "iou": iou, "dice": dice,
             "seconds": secs, "batch": batch.key,
         })
     return pd.DataFrame(out)

@@ -12,10 +12,23 @@ from medfm_hf.io import atomic_write_text
 from medfm_hf.reporting.formats import summary_text
 
 SUMMARY_VALUES = ("iou", "dice", "iou_drop", "dice_drop", "rel_iou_drop")
+#: A perturbed row counts as "target visible" when at least this fraction of its mask is not occluded (blood,
+#: shadow, vignette, blink, haze above the occlusion opacity); rows of perturbations that occlude nothing count.
+VISIBLE_FRACTION = 0.5
+
+
+def visible_rows(df: pd.DataFrame) -> pd.Series:
+    """Boolean mask of the rows whose target is visible (``target_visible_fraction`` >= 0.5 or not recorded)."""
+    if "target_visible_fraction" not in df:
+        return pd.Series(True, index=df.index)
+    tvf = pd.to_numeric(df["target_visible_fraction"], errors="coerce")
+    return tvf.isna() | (tvf >= VISIBLE_FRACTION)
 
 
 def summary_table(df: pd.DataFrame) -> pd.DataFrame:
-    """``Clean`` row, one row per perturbation/attack (mean over its levels), ``Avg`` and ``Delta``."""
+    """``Clean`` row, one row per perturbation/attack (mean over its levels), ``Avg`` and ``Delta``.
+
+    ``iou_visible`` is the same mean IoU over the rows whose target stays visible (:func:`visible_rows`)."""
     rows = []
     clean = df[df["kind"] == "clean"]
     rows.append({"name": "Clean", "kind": "clean", "levels": 0, "n": len(clean), "iou": clean["iou"].mean(),
@@ -27,7 +40,8 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
         clean_same = lv["clean_iou"].mean()  # clean IoU of the same images (a config may hold some modalities)
         per.append({"name": name, "kind": kind, "levels": len(lv), "n": len(g), "iou": lv["iou"].mean(),
                     "dice": lv["dice"].mean(), "iou_drop": lv["iou_drop"].mean(), "dice_drop": lv["dice_drop"].mean(),
-                    "rel_iou_drop": lv["iou_drop"].mean() / clean_same if clean_same else float("nan")})
+                    "rel_iou_drop": lv["iou_drop"].mean() / clean_same if clean_same else float("nan"),
+                    "iou_visible": g[visible_rows(g)].groupby("level")["iou"].mean().mean()})
     rows += per
     if per:
         avg = {k: float(np.mean([r[k] for r in per])) for k in SUMMARY_VALUES}
@@ -39,16 +53,22 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def stats_by_level(df: pd.DataFrame) -> pd.DataFrame:
-    """Per (kind, name, level): n, IoU mean/std, Dice, drops, relative drop, mean SSIM, in-band rate, ε."""
+    """Per (kind, name, level): n, IoU mean/std, Dice, drops, relative drop, mean SSIM, in-band rate, ε, and the
+    same IoU and drop over the rows whose target stays visible (``n_visible``, ``iou_visible``,
+    ``iou_drop_visible``; see :data:`VISIBLE_FRACTION`)."""
     other = df[df["kind"] != "clean"]
     if other.empty:
         return pd.DataFrame(columns=["kind", "name", "level", "n", "iou", "iou_std", "dice", "iou_drop", "dice_drop",
-                                     "rel_iou_drop", "mean_ssim", "in_band_rate", "epsilon"])
+                                     "rel_iou_drop", "mean_ssim", "in_band_rate", "epsilon", "n_visible",
+                                     "iou_visible", "iou_drop_visible"])
+    other = other.assign(_vis=visible_rows(other))
+    other = other.assign(_iou_vis=other["iou"].where(other["_vis"]), _drop_vis=other["iou_drop"].where(other["_vis"]))
     g = other.groupby(["kind", "name", "level"], sort=False)
     t = g.agg(n=("iou", "size"), iou=("iou", "mean"), iou_std=("iou", "std"), dice=("dice", "mean"),
               iou_drop=("iou_drop", "mean"), dice_drop=("dice_drop", "mean"), clean_iou=("clean_iou", "mean"),
               mean_ssim=("ssim", "mean"), in_band_rate=("in_band", lambda s: s.astype(float).mean()),
-              epsilon=("epsilon", "first")).reset_index()
+              epsilon=("epsilon", "first"), n_visible=("_vis", "sum"), iou_visible=("_iou_vis", "mean"),
+              iou_drop_visible=("_drop_vis", "mean")).reset_index()
     t["rel_iou_drop"] = t["iou_drop"] / t["clean_iou"]
     return t.drop(columns=["clean_iou"])
 
