@@ -64,9 +64,14 @@ class BuildSettings:
     max_size: int = 512
     seed: int = 0
     modalities: list[str] | None = None
+    #: ``[centre, width]`` in HU for CT records that carry no window of their own (8-bit sources); None: the
+    #: documented default (:data:`medfm_hf.perturbations.ct.DEFAULT_WINDOW`, soft tissue 40/400).
+    ct_window: list[float] | None = None
 
     def key(self) -> dict:
         d = dataclasses.asdict(self)
+        if d["ct_window"] is None:
+            d.pop("ct_window")  # builds made before the option existed keep their settings key
         d["sources"] = [[n, os.path.abspath(p) if p else None, dict(sorted(o.items()))] for n, p, o in self.sources]
         return d
 
@@ -116,6 +121,11 @@ def validate_settings(settings: BuildSettings, out: str, num_proc: int = 1) -> N
         raise BuildError(f"--max-size must be an integer in 32-{MAX_SIZE_LIMIT}, got {settings.max_size}")
     if not isinstance(num_proc, int) or num_proc < 1:
         raise BuildError("--num-proc must be >= 1")
+    if settings.ct_window is not None:
+        win = settings.ct_window
+        if len(win) != 2 or not all(np.isfinite(float(v)) for v in win) or float(win[1]) <= 0:
+            raise BuildError(f"--ct-window must be CENTRE,WIDTH in HU with WIDTH > 0 (e.g. 40,400), got {win}")
+        settings.ct_window = [float(win[0]), float(win[1])]
     _validate_sources(settings, out)
     check_output_folder(out)
 
@@ -280,6 +290,9 @@ def collect_clean_records(settings: BuildSettings, out: str) -> tuple[list[Recor
                 report.skip(_where(rec), why)
                 bad.append({"source": name, "path": _where(rec), "action": "skipped", "reason": why})
                 continue
+            if rec.modality == "ct" and settings.ct_window and not isinstance(rec.meta.get("window"), dict):
+                centre, width = settings.ct_window
+                rec.meta["window"] = {"center": centre, "width": width, "unit": "HU", "from": "--ct-window"}
             records.append(_resize_record(rec, settings.max_size))
         if report.issues:
             reports.append(report.format())

@@ -19,6 +19,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-proc", type=int, default=1,
                         help="worker processes per rank (capped at the shards to do and the CPUs)")
     parser.add_argument("--seed", type=int, default=0, help="global seed of the perturbations")
+    parser.add_argument("--ct-window", default=None, metavar="CENTRE,WIDTH",
+                        help="HU window of CT images that record none (8-bit sources); default 40,400 (soft tissue)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace a previous build with other settings (deletes only the files its manifest lists)")
     parser.add_argument("--refuse-changed", action="store_true",
@@ -39,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
         modalities = [m.strip() for m in args.modalities.split(",") if m.strip()]
     # every setting is checked by build_benchmark (validate_settings) before anything is read or written
     settings = BuildSettings(sources=sources, perturbations=perts, levels=args.levels,
-                             max_size=args.max_size, seed=args.seed, modalities=modalities)
+                             max_size=args.max_size, seed=args.seed, modalities=modalities,
+                             ct_window=_ct_window(args.ct_window))
     summary = build_benchmark(settings, args.out, num_proc=args.num_proc, overwrite=args.overwrite,
                               progress=not args.no_progress, refuse_changed=args.refuse_changed)
     if summary.get("report") is None:  # a rank other than 0 under accelerate launch: rank 0 reports
@@ -60,3 +63,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"{summary['records']} clean records, {summary['shards']} shards ({summary['resumed_shards']} resumed) "
           f"in {summary['seconds']:.1f} s -> {args.out}")
     return 0
+
+
+def _ct_window(text: str | None) -> list[float] | None:
+    if text is None:
+        return None
+    from medfm_hf.benchmark.build import BuildError
+
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise BuildError(f"--ct-window must be CENTRE,WIDTH in HU (e.g. 40,400), got {text!r}") from None
