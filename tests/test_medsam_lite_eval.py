@@ -48,3 +48,18 @@ def test_one_and_two_processes_identical(bench, tmp_path):
     pd.testing.assert_frame_equal(one, two)
     clean = one.loc[one.kind == "clean", "iou"].item()
     assert clean > 0.5  # the pretrained model segments the demo lesion (a random model would not)
+
+
+def test_images_option_selects_clean_test_images(bench, tmp_path):
+    from medfm_hf.evaluation.args import EvalArguments
+    from medfm_hf.evaluation.data import Benchmark, EvaluationError
+    from medfm_hf.evaluation.segmentation import plan
+
+    def ids(images):
+        args = EvalArguments(model="medsam_lite", dataset=bench, output=str(tmp_path), images=images, levels="1")
+        return sorted({it.image_id for b in plan(Benchmark(bench), args, [1], ["fgsm"]) for it in b.items})
+
+    assert ids("all") == [f"demo/ct_0{i}" for i in range(6)]
+    assert ids("demo/ct_0[03], demo/ct_05") == ["demo/ct_00", "demo/ct_03", "demo/ct_05"]
+    with pytest.raises(EvaluationError, match="--images demo/mri_\\* matches no clean test image"):
+        ids("demo/ct_00,demo/mri_*")
