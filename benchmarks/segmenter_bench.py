@@ -214,16 +214,22 @@ def lite_row(spec: dict) -> dict:
         while not os.path.exists(os.path.join(spec["barrier"], "go")):
             time.sleep(0.05)
     reps = spec.get("reps", 1)
+    c0 = time.process_time()
     tc = timed(clean, device, reps)
+    cpu = (time.process_time() - c0) / reps
     eps, _ = ATTACK_LEVELS[4]
     if spec["kind"] == "predict":
         t = tc
     elif spec["kind"] == "fgsm":
+        c0 = time.process_time()
         t = timed(lambda: fgsm(model, x, boxes, masks, eps), device, reps)
+        cpu = (time.process_time() - c0) / reps
     else:
         gen = torch.Generator().manual_seed(0)
+        c0 = time.process_time()
         t = timed(lambda: pgd(model, x, boxes, masks, eps, 10, generator=gen), device, 1)
-    return {"seconds": t, "clean_seconds": tc, "peak_mb": _peak_mb(device)}
+        cpu = time.process_time() - c0
+    return {"seconds": t, "clean_seconds": tc, "cpu_seconds": cpu, "peak_mb": _peak_mb(device)}
 
 
 def _child(spec: dict, threads: int | None = None) -> subprocess.Popen:
@@ -249,23 +255,24 @@ def lite_table(args) -> None:
     reps = 3 if gpu else 1
     print(f"\nLiteMedSAM (bundled weights, 256 px input, demo images 256x256) device={dev} torch={torch.__version__} "
           f"threads/process={threads}")
-    header = f"{'row':<34} {'batch':>5} {'procs':>5} {'samples/s':>10} {'s/sample':>9} {'x clean fwd':>11} {'peak MB':>8}"
+    header = (f"{'row':<34} {'batch':>5} {'procs':>5} {'samples/s':>10} {'s/sample':>9} {'CPU s/sample':>12} "
+              f"{'x clean fwd':>11} {'peak MB':>8}")
     print(header)
     print("-" * len(header))
 
-    def show(label, batch, procs, seconds, clean_seconds, peak):
+    def show(label, batch, procs, seconds, clean_seconds, peak, cpu):
         ratio = f"{seconds / clean_seconds:>11.1f}" if clean_seconds else f"{'-':>11}"
-        print(f"{label:<34} {batch:>5} {procs:>5} {batch / seconds:>10.2f} {seconds / batch:>9.3f} {ratio} "
-              f"{peak:>8.0f}", flush=True)
+        print(f"{label:<34} {batch:>5} {procs:>5} {batch / seconds:>10.2f} {seconds / batch:>9.3f} "
+              f"{cpu / batch:>12.3f} {ratio} {peak:>8.0f}", flush=True)
 
     base = {"device": dev, "reps": reps}
     for b in [1, nb] + ([32] if gpu else []):
         r = _result(_child({**base, "kind": "predict", "batch": b}, threads))
-        show("predict fp32", b, 1, r["seconds"], None, r["peak_mb"])
+        show("predict fp32", b, 1, r["seconds"], None, r["peak_mb"], r["cpu_seconds"])
     if gpu:
         for b in (1, nb, 32):
             r = _result(_child({**base, "kind": "predict", "batch": b, "bf16": True}))
-            show("predict bf16 autocast", b, 1, r["seconds"], None, r["peak_mb"])
+            show("predict bf16 autocast", b, 1, r["seconds"], None, r["peak_mb"], r["cpu_seconds"])
     else:  # the same batch split over two single-thread processes (what `accelerate launch` with 2 CPU procs does)
         import tempfile
 
@@ -280,12 +287,13 @@ def lite_table(args) -> None:
             open(os.path.join(barrier, "go"), "w").close()
             res = [_result(p) for p in procs]
         wall = max(r["seconds"] for r in res)
-        show("predict, 2 procs x 1 thread", nb, 2, wall, None, max(r["peak_mb"] for r in res))
+        show("predict, 2 procs x 1 thread", nb, 2, wall, None, max(r["peak_mb"] for r in res),
+             sum(r["cpu_seconds"] for r in res))
         r = _result(_child({**base, "kind": "predict", "batch": nb, "threads": 1}, 1))
-        show("predict, 1 proc x 1 thread", nb, 1, r["seconds"], None, r["peak_mb"])
+        show("predict, 1 proc x 1 thread", nb, 1, r["seconds"], None, r["peak_mb"], r["cpu_seconds"])
     for kind, label in (("fgsm", "FGSM (1 step, eps 8/255)"), ("pgd", "PGD-10 (eps 8/255)")):
         r = _result(_child({**base, "kind": kind, "batch": na}, threads))
-        show(label, na, 1, r["seconds"], r["clean_seconds"], r["peak_mb"])
+        show(label, na, 1, r["seconds"], r["clean_seconds"], r["peak_mb"], r["cpu_seconds"])
 
 
 def bench_one(
