@@ -78,3 +78,11 @@ def test_selection_default_full_and_overrides():
     ns.full, ns.levels = False, "2"
     sel = demo.selection_from_args(ns)
     assert sel.levels == "2" and sel.images == demo.DEFAULT_SELECTION.images and "levels=2" in sel.description
+
+
+def test_each_selection_has_its_own_results_folder():
+    assert demo.selection_tag(demo.DEFAULT_SELECTION) == "default"
+    assert demo.selection_tag(demo.FULL_SELECTION) == "full"
+    ns = argparse.Namespace(full=False, images=None, levels="3", attack_images=None, attack_levels=None)
+    tag = demo.selection_tag(demo.selection_from_args(ns))
+    assert tag.startswith("custom-") and tag == demo.selection_tag(demo.selection_from_args(ns))

@@ -86,6 +86,18 @@ def selection_from_args(args: argparse.Namespace) -> Selection:
     return sel
 
 
+def selection_tag(sel: Selection) -> str:
+    """``default``, ``full``, or ``custom-<hash>``: the results sub-folder of a selection."""
+    if sel == DEFAULT_SELECTION:
+        return "default"
+    if sel == FULL_SELECTION:
+        return "full"
+    import hashlib
+
+    key = json.dumps([sel.images, sel.levels, sel.attack_images, sel.attack_levels])
+    return "custom-" + hashlib.sha256(key.encode()).hexdigest()[:8]
+
+
 def _evaluate(bench: str, out: str, model: str, images: str, levels: str, *, configs: str = "all",
               attacks: str = "", seed: int = 0) -> dict:
     """One evaluator run (CUDA when available, else CPU), resumable in ``out``."""
@@ -106,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
     os.makedirs(out, exist_ok=True)
     bench = os.path.join(out, "medfm-robust")
     sel = selection_from_args(args)
+    results = os.path.join(out, "results", selection_tag(sel))  # each selection resumes in its own folder
     timings: dict[str, float] = {}
 
     print("== 1/4 building the demo benchmark (calibrating every perturbation at 5 levels per image)", flush=True)
@@ -122,20 +135,20 @@ def run(args: argparse.Namespace) -> int:
 
     print("== 2/4 evaluating the GrabCut baseline on every perturbation config", flush=True)
     t = time.perf_counter()
-    runs = {"grabcut": _evaluate(bench, os.path.join(out, "results", "grabcut"), "grabcut", sel.images,
+    runs = {"grabcut": _evaluate(bench, os.path.join(results, "grabcut"), "grabcut", sel.images,
                                  sel.levels)}
     timings["grabcut"] = time.perf_counter() - t
     print_summary(runs["grabcut"]["summary"])
 
     print("== 3/4 evaluating LiteMedSAM (pretrained, bundled weights) on every perturbation config", flush=True)
     t = time.perf_counter()
-    runs[MODEL] = _evaluate(bench, os.path.join(out, "results", MODEL), MODEL, sel.images, sel.levels)
+    runs[MODEL] = _evaluate(bench, os.path.join(results, MODEL), MODEL, sel.images, sel.levels)
     timings[MODEL] = time.perf_counter() - t
     print_summary(runs[MODEL]["summary"])
 
     print("== 4/4 attacking LiteMedSAM with FGSM and PGD", flush=True)
     t = time.perf_counter()
-    runs[f"{MODEL}_attacks"] = _evaluate(bench, os.path.join(out, "results", f"{MODEL}_attacks"), MODEL,
+    runs[f"{MODEL}_attacks"] = _evaluate(bench, os.path.join(results, f"{MODEL}_attacks"), MODEL,
                                          sel.attack_images, sel.attack_levels, configs="none", attacks="fgsm,pgd",
                                          seed=args.seed)
     timings[f"{MODEL} attacks"] = time.perf_counter() - t
@@ -305,7 +318,7 @@ GrabCut (not differentiable: no attacks):
 
 {build['records']} clean records; {build['shards']} (source x perturbation) shards; {in_band:.1%} of
 {int(rep['cells'].sum())} (image, perturbation, level) cells calibrated into their SSIM band.
-Folder: `medfm-robust/`; per-sample results: `results/*/` (`*_results.parquet`).
+Folder: `medfm-robust/`; per-sample results: `results/{selection_tag(selection)}/*/` (`*_results.parquet`).
 
 ## Timings (seconds)
 
