@@ -80,9 +80,11 @@ def test_selection_default_full_and_overrides():
     assert sel.levels == "2" and sel.images == demo.DEFAULT_SELECTION.images and "levels=2" in sel.description
 
 
-def test_each_selection_has_its_own_results_folder():
-    assert demo.selection_tag(demo.DEFAULT_SELECTION) == "default"
-    assert demo.selection_tag(demo.FULL_SELECTION) == "full"
+def test_each_run_setting_has_its_own_results_folder():
+    assert demo.run_tag(demo.DEFAULT_SELECTION, "x", "y") == "default"
+    assert demo.run_tag(demo.FULL_SELECTION, "x", "y") == "full"
     ns = argparse.Namespace(full=False, images=None, levels="3", attack_images=None, attack_levels=None)
-    tag = demo.selection_tag(demo.selection_from_args(ns))
-    assert tag.startswith("custom-") and tag == demo.selection_tag(demo.selection_from_args(ns))
+    sel = demo.selection_from_args(ns)
+    tag = demo.run_tag(sel, sel.images, sel.levels)
+    assert tag.startswith("custom-") and tag == demo.run_tag(sel, sel.images, sel.levels)
+    assert tag != demo.run_tag(sel, sel.attack_images, sel.attack_levels)

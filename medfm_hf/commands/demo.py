@@ -86,16 +86,17 @@ def selection_from_args(args: argparse.Namespace) -> Selection:
     return sel
 
 
-def selection_tag(sel: Selection) -> str:
-    """``default``, ``full``, or ``custom-<hash>``: the results sub-folder of a selection."""
+def run_tag(sel: Selection, images: str, levels: str) -> str:
+    """Results sub-folder of one evaluator run: ``default``/``full`` for those selections, else
+    ``custom-<hash of the run's own images and levels>`` (so a changed attack setting keeps the finished
+    perturbation results, and each setting resumes in its own folder)."""
     if sel == DEFAULT_SELECTION:
         return "default"
     if sel == FULL_SELECTION:
         return "full"
     import hashlib
 
-    key = json.dumps([sel.images, sel.levels, sel.attack_images, sel.attack_levels])
-    return "custom-" + hashlib.sha256(key.encode()).hexdigest()[:8]
+    return "custom-" + hashlib.sha256(json.dumps([images, levels]).encode()).hexdigest()[:8]
 
 
 def _evaluate(bench: str, out: str, model: str, images: str, levels: str, *, configs: str = "all",
@@ -118,7 +119,8 @@ def run(args: argparse.Namespace) -> int:
     os.makedirs(out, exist_ok=True)
     bench = os.path.join(out, "medfm-robust")
     sel = selection_from_args(args)
-    results = os.path.join(out, "results", selection_tag(sel))  # each selection resumes in its own folder
+    results = os.path.join(out, "results")
+    tag, atag = run_tag(sel, sel.images, sel.levels), run_tag(sel, sel.attack_images, sel.attack_levels)
     timings: dict[str, float] = {}
 
     print("== 1/4 building the demo benchmark (calibrating every perturbation at 5 levels per image)", flush=True)
@@ -135,20 +137,20 @@ def run(args: argparse.Namespace) -> int:
 
     print("== 2/4 evaluating the GrabCut baseline on every perturbation config", flush=True)
     t = time.perf_counter()
-    runs = {"grabcut": _evaluate(bench, os.path.join(results, "grabcut"), "grabcut", sel.images,
+    runs = {"grabcut": _evaluate(bench, os.path.join(results, tag, "grabcut"), "grabcut", sel.images,
                                  sel.levels)}
     timings["grabcut"] = time.perf_counter() - t
     print_summary(runs["grabcut"]["summary"])
 
     print("== 3/4 evaluating LiteMedSAM (pretrained, bundled weights) on every perturbation config", flush=True)
     t = time.perf_counter()
-    runs[MODEL] = _evaluate(bench, os.path.join(results, MODEL), MODEL, sel.images, sel.levels)
+    runs[MODEL] = _evaluate(bench, os.path.join(results, tag, MODEL), MODEL, sel.images, sel.levels)
     timings[MODEL] = time.perf_counter() - t
     print_summary(runs[MODEL]["summary"])
 
     print("== 4/4 attacking LiteMedSAM with FGSM and PGD", flush=True)
     t = time.perf_counter()
-    runs[f"{MODEL}_attacks"] = _evaluate(bench, os.path.join(results, f"{MODEL}_attacks"), MODEL,
+    runs[f"{MODEL}_attacks"] = _evaluate(bench, os.path.join(results, atag, f"{MODEL}_attacks"), MODEL,
                                          sel.attack_images, sel.attack_levels, configs="none", attacks="fgsm,pgd",
                                          seed=args.seed)
     timings[f"{MODEL} attacks"] = time.perf_counter() - t
@@ -318,7 +320,7 @@ GrabCut (not differentiable: no attacks):
 
 {build['records']} clean records; {build['shards']} (source x perturbation) shards; {in_band:.1%} of
 {int(rep['cells'].sum())} (image, perturbation, level) cells calibrated into their SSIM band.
-Folder: `medfm-robust/`; per-sample results: `results/{selection_tag(selection)}/*/` (`*_results.parquet`).
+Folder: `medfm-robust/`; per-sample results: `results/*/*/*_results.parquet`.
 
 ## Timings (seconds)
 
