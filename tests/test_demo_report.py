@@ -64,7 +64,7 @@ def test_report_headlines_litemedsam(tmp_path):
     text = open(path, encoding="utf-8").read()
     assert text.startswith("# medfm_hf demo report: LiteMedSAM")
     assert "Clean IoU: LiteMedSAM 0.800, GrabCut 0.300" in text
-    assert "PGD by up to 0.800" in text and "synthetic" in text
+    assert "PGD by up to 0.800" in text and "synthetic" in text and "at most ε = 2/255, 10/255" in text
     assert "hurts 7.3x more than the most harmful calibrated perturbation" in text  # 0.8 vs blur 0.11
     assert (tmp_path / "severity_medsam_lite.png").stat().st_size > 1000
     assert "small SAM" not in text and "small_sam" not in text

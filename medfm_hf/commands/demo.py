@@ -222,6 +222,7 @@ def report_tables(runs: dict) -> dict:
     attacks["n"] = attacks["n"].astype(int)
 
     headline = {
+        "epsilons": ", ".join(sorted(set(attacks["epsilon"]), key=lambda e: int(e.split("/")[0]))) or "-",
         "clean_iou": float(lite.loc[lite.kind == "clean", "iou"].mean()),
         "grabcut_clean_iou": float(gc.loc[gc.kind == "clean", "iou"].mean()),
         "pert_drop": float(pert["iou_drop"].mean()) if len(pert) else float("nan"),
@@ -280,8 +281,8 @@ this data; they are not clinical accuracy and say nothing about real lesions.
   test images; per modality below).
 - Calibrated perturbations lower LiteMedSAM's IoU by {h['pert_drop']:.3f} on average over perturbations and
   levels; the most harmful is `{h['worst_perturbation']}` (mean drop {h['worst_drop']:.3f}).
-- White-box attacks, with every pixel changed by at most 2-10 grey levels (ε = 2-10/255): FGSM lowers IoU by up
-  to {h['fgsm_max_drop']:.3f}, PGD by up to {h['pgd_max_drop']:.3f} (mean per level); {compare}.
+- White-box attacks, with every pixel changed by at most ε = {h['epsilons']} (grey levels out of 255): FGSM
+  lowers IoU by up to {h['fgsm_max_drop']:.3f}, PGD by up to {h['pgd_max_drop']:.3f} (mean per level); {compare}.
 
 IoU drop = clean IoU − perturbed IoU of the same image, averaged over images (negative: the perturbation
 happened to help). Few images per cell: differences of a few hundredths are noise.
