@@ -7,6 +7,7 @@ processes (the runner deals the batches to processes; see :mod:`medfm_hf.evaluat
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import logging
 import time
@@ -26,6 +27,14 @@ def plan_batches(reader, plan: EvalPlan) -> list[Batch]:
     """Every batch of the run, in a fixed order (independent of the number of processes)."""
     clean = reader.table(layout.CLEAN)
     keep_ids = [r["image_id"] for r in clean if r.get("bbox")]
+    images = str(plan.extra.get("images") or "all").strip()
+    if images not in ("", "all"):
+        pats = [p.strip() for p in images.split(",") if p.strip()]
+        unmatched = [p for p in pats if not any(fnmatch.fnmatchcase(i, p) for i in keep_ids)]
+        if unmatched:
+            raise EvaluationError(f"--images {', '.join(unmatched)} matches no clean test image with a box "
+                                  f"(ids look like {', '.join(keep_ids[:3])})")
+        keep_ids = [i for i in keep_ids if any(fnmatch.fnmatchcase(i, p) for p in pats)]
     if plan.limit is not None:
         keep_ids = keep_ids[: plan.limit]
     keep = set(keep_ids)

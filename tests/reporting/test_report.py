@@ -160,18 +160,36 @@ def test_bad_input(tmp_path, results_dirs, capsys):
     assert main(["report", *results_dirs, "--out", str(tmp_path / "o"), "--label", "x"]) == 2
 
 
-def test_demo_report(results_dirs, tmp_path):
+def test_demo_report(tmp_path):
+    """The demo's REPORT.md: LiteMedSAM's narrative and tables on top of the ``report`` command's output."""
+    from medfm_hf.commands.demo import DEFAULT_SELECTION
     from medfm_hf.reporting.demo import write_demo_report
 
-    runs = {"grabcut": {"run": {"arguments": {"output": results_dirs[0]}}},
-            "small_sam": {"run": {"arguments": {"output": results_dirs[1]}}}}
+    from .conftest import make_results
+
+    runs = {}
+    for name, model, kw in (("grabcut", "grabcut", {"seed": 1, "clean_level": 0.5, "slope": 0.03}),
+                            ("medsam_lite", "medsam_lite", {"seed": 2, "clean_level": 0.85, "slope": 0.02}),
+                            ("medsam_lite_attacks", "medsam_lite", {"seed": 2, "clean_level": 0.85, "slope": 0.02,
+                                                                     "attacks": True})):
+        folder = str(tmp_path / "results" / name)
+        df = make_results(folder, model, seed=kw.pop("seed"), **kw)
+        if name == "medsam_lite_attacks":
+            df = df[df["kind"] != "perturbation"]
+        runs[name] = {"results": df, "output": folder}
     rep = pd.DataFrame({"perturbation": ["rotate", "rotate", "jpeg"], "level": [1, 2, 1], "modality": "ct",
                         "cells": [10, 30, 20], "in_band_rate": [1.0, 0.5, 0.75], "mean_ssim": 0.9,
                         "evaluations_per_cell": [1.0, 2.0, 3.0], "seconds_per_cell": 0.1})
     build = {"report": rep, "records": 140, "shards": 2}
-    train = {"architecture": "SAM tiny", "steps": 10, "seconds": 5.0, "best_val_iou": 0.25}
-    path = write_demo_report(str(tmp_path), runs, train, build, 0.7, {"build": 3.0})
+    sel = DEFAULT_SELECTION
+    out = tmp_path / "demo"
+    out.mkdir()
+    path = write_demo_report(str(out), runs, build, 0.7, {"build": 3.0}, sel)
     text = open(path).read()
-    assert "| rotate | 40 | 62.5% | 1.75 |" in text and "| jpeg | 20 | 75.0% | 3.00 |" in text  # weighted by cells
-    assert "](report/figures/segmentation_heatmap.png)" in text and "| small_sam |" in text
-    assert os.path.exists(tmp_path / "report" / "report.html")
+    clean = runs["medsam_lite"]["results"]
+    assert f"Clean IoU: LiteMedSAM {clean.loc[clean.kind == 'clean', 'iou'].mean():.3f}" in text
+    assert "## LiteMedSAM under FGSM and PGD" in text and "| pgd |" in text
+    assert "](report/figures/segmentation_heatmap.png)" in text and "| medsam_lite |" in text
+    assert os.path.exists(out / "report" / "report.html")
+    assert json.load(open(out / "report_selection.json"))["images"] == sel.images
+
