@@ -193,7 +193,18 @@ def evaluate_segmentation(args: EvalArguments, accelerator=None) -> dict | None:
     if not batches:
         raise EvaluationError("the selection is empty: no clean test image with a mask was found")
     accelerator = accelerator or make_accelerator(args.mixed_precision)
-    model = create_segmenter(args.model, checkpoint=args.checkpoint, device=accelerator.device, **model_kwargs)
+    if args.finetuned:  # a finetune.py output folder: base model + the trained strategy, merged
+        from medfm_hf.finetune.load import load_finetuned, read_finetuned_config
+
+        try:
+            if read_finetuned_config(args.finetuned)["model"] != args.model:
+                raise ValueError(f"{args.finetuned} fine-tuned model {read_finetuned_config(args.finetuned)['model']!r}, "
+                                 f"not --model {args.model!r}")
+            model = load_finetuned(args.finetuned, device=accelerator.device, checkpoint=args.checkpoint)
+        except ValueError as exc:
+            raise EvaluationError(str(exc)) from exc
+    else:
+        model = create_segmenter(args.model, checkpoint=args.checkpoint, device=accelerator.device, **model_kwargs)
     if attacks and not getattr(model, "differentiable", False):
         raise EvaluationError(f"model {args.model!r} is not differentiable: gradient attacks cannot run on it; "
                               "drop --attacks or choose a neural model")

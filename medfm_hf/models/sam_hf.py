@@ -263,7 +263,10 @@ class HFSamSegmenter(Segmenter):
             groups[f"image_encoder.block{i}"] = list(layer.parameters())
         groups["image_encoder.neck"] = list(enc.neck.parameters())
         groups["adapters"] = []
-        groups["prompt_encoder"] = list(self.model.prompt_encoder.parameters())
+        # SAM's random Fourier features are a fixed buffer in segment-anything; transformers makes them a
+        # Parameter shared by the image and prompt position encodings: no fine-tuning strategy trains them.
+        fourier = self.model.prompt_encoder.shared_embedding.positional_embedding
+        groups["prompt_encoder"] = [p for p in self.model.prompt_encoder.parameters() if p is not fourier]
         groups["mask_decoder"] = list(self.model.mask_decoder.parameters())
         return groups
 
