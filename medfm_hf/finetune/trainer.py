@@ -285,6 +285,11 @@ def make_accelerator(args: FinetuneArguments):
     from accelerate.utils import DistributedDataParallelKwargs
 
     handlers = [DistributedDataParallelKwargs(find_unused_parameters=args.unused_parameters == "find")]
+    if not torch.cuda.is_available():
+        # cpu=True is what makes Accelerate start a gloo process group for several CPU processes under
+        # `accelerate launch` (otherwise every process believes it is alone); bf16 autocast works on CPU
+        return Accelerator(cpu=True, mixed_precision="bf16" if args.mixed_precision == "bf16" else "no",
+                           kwargs_handlers=handlers)
     return Accelerator(mixed_precision=args.mixed_precision, kwargs_handlers=handlers)
 
 
