@@ -1,8 +1,8 @@
-"""Model adapters: box-prompted segmenters (MedSAM, SAM-Med2D, SAM, GrabCut) behind one registry.
+"""Model adapters: box-prompted segmenters (MedSAM, LiteMedSAM, SAM-Med2D, SAM, GrabCut) behind one registry.
 
 >>> from medfm_hf.models import create_segmenter, list_segmenters
 >>> list_segmenters()
-['grabcut', 'medsam', 'sam', 'sam_med2d']
+['grabcut', 'medsam', 'medsam_lite', 'sam', 'sam_med2d']
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ _FAMILY_MODULES: tuple[str, ...] = (
     "medfm_hf.models.medsam",
     "medfm_hf.models.sam",
     "medfm_hf.models.sam_med2d",
+    "medfm_hf.models.medsam_lite",
     "medfm_hf.models.grabcut",
 )
 
