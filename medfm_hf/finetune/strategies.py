@@ -316,9 +316,11 @@ def apply_strategy(model: nn.Module, strategy: str, options: StrategyOptions | N
         raise StrategyError(f"strategy {strategy!r} needs parameter groups {missing}; "
                             f"{type(model).__name__} has {list(groups)}")
     plan.groups = chosen
+    fixed = {id(p) for p in (model.fixed_parameters() if hasattr(model, "fixed_parameters") else [])}
     for c in chosen:
         for p in groups[c]:
-            p.requires_grad_(True)
+            if id(p) not in fixed:  # e.g. SAM's random Fourier features
+                p.requires_grad_(True)
     if strategy == "lora":
         from peft import LoraConfig, get_peft_model
 

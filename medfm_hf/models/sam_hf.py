@@ -263,12 +263,14 @@ class HFSamSegmenter(Segmenter):
             groups[f"image_encoder.block{i}"] = list(layer.parameters())
         groups["image_encoder.neck"] = list(enc.neck.parameters())
         groups["adapters"] = []
-        # SAM's random Fourier features are a fixed buffer in segment-anything; transformers makes them a
-        # Parameter shared by the image and prompt position encodings: no fine-tuning strategy trains them.
-        fourier = self.model.prompt_encoder.shared_embedding.positional_embedding
-        groups["prompt_encoder"] = [p for p in self.model.prompt_encoder.parameters() if p is not fourier]
+        groups["prompt_encoder"] = list(self.model.prompt_encoder.parameters())
         groups["mask_decoder"] = list(self.model.mask_decoder.parameters())
         return groups
+
+    def fixed_parameters(self) -> list[nn.Parameter]:
+        """Parameters no fine-tuning strategy trains: SAM's random Fourier features, a fixed buffer in
+        segment-anything that transformers makes a ``Parameter`` shared by the image and prompt encodings."""
+        return [self.model.prompt_encoder.shared_embedding.positional_embedding]
 
     def original_state_dict(self) -> dict[str, torch.Tensor]:
         """The weights in the original ``segment-anything`` layout (what ``medsam_vit_b.pth`` holds)."""
