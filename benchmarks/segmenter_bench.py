@@ -12,15 +12,27 @@ images (256 x 256):
 Default CPU run stays around 3 minutes: ViT-B rows use a batch of 2 and a single timed repeat; the 1024-px
 ViT-B rows (seconds per image on a CPU) skip the warm-up call and the attacks unless ``--vitb-attacks``
 (then PGD runs ``--vitb-pgd-steps``, default 1, steps). On a GPU every row runs the full level.
+LiteMedSAM (``--lite``, or ``--lite-only`` for just its table; real bundled weights, 256 px) gets its own table,
+each row measured in a fresh child process so that its peak memory (RSS on CPU, ``max_memory_allocated`` on
+CUDA) is its own: ``predict`` at batch 1 and ``--lite-batch`` (8), the same batch split over 2 processes of 1
+thread each against 1 process of 2 threads, and FGSM / PGD-10 (level 4, ε = 8/255) on ``--lite-attack-batch``
+images (2 on CPU, 8 on GPU) as a multiple of one clean forward of that batch. On CUDA also bf16 autocast and
+batch 32.
+
 Run::
 
     python benchmarks/segmenter_bench.py                 # CPU
+    python benchmarks/segmenter_bench.py --lite-only     # CPU, LiteMedSAM table only
     python benchmarks/segmenter_bench.py --device cuda   # GPU, real-size numbers
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -112,9 +124,20 @@ def main() -> None:
     ap.add_argument("--vitb-attacks", action="store_true",
                     help="also time attacks on the 1024-px ViT-B rows (default on GPU; minutes on a CPU)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument("--lite", action="store_true", help="also the LiteMedSAM table")
+    ap.add_argument("--lite-only", action="store_true", help="only the LiteMedSAM table")
+    ap.add_argument("--lite-batch", type=int, default=8, help="LiteMedSAM batched rows")
+    ap.add_argument("--lite-attack-batch", type=int, default=None, help="LiteMedSAM attack rows (2 CPU, 8 GPU)")
+    ap.add_argument("--lite-row", default=None, help=argparse.SUPPRESS)  # child process: one measurement
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.lite_row:
+        print(json.dumps(lite_row(json.loads(args.lite_row))))
+        return
+    if args.lite_only:
+        lite_table(args)
+        return
     dev = args.device
     gpu = dev.startswith("cuda")
     eps, level_steps = ATTACK_LEVELS[args.pgd_level]
@@ -149,6 +172,128 @@ def main() -> None:
             print(f"{'':<22}(max |ours - segment-anything| on this batch: {diff:.2e})", flush=True)
         if gpu:
             torch.cuda.empty_cache()
+    if args.lite:
+        lite_table(args)
+
+
+# --- LiteMedSAM ---------------------------------------------------------------------------------------------
+
+
+def _peak_mb(device: str) -> float:
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def lite_row(spec: dict) -> dict:
+    """One LiteMedSAM measurement in this (fresh) process: ``{"seconds", "clean_seconds", "peak_mb"}``.
+
+    ``spec``: ``kind`` (predict, fgsm, pgd), ``batch``, ``offset`` (first demo image), ``device``, ``reps``,
+    ``bf16``, ``threads``.
+    """
+    device = spec["device"]
+    if spec.get("threads"):
+        torch.set_num_threads(spec["threads"])
+    model = create_segmenter("medsam_lite", device=device)
+    n, off = spec["batch"], spec.get("offset", 0)
+    x, boxes, masks = demo_batch(n + off, device)
+    x, boxes, masks = x[off:], boxes[off:], masks[off:]
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    ctx = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if spec.get("bf16") else torch.no_grad
+    model.predict(x[:1], boxes[:1])  # warm-up
+
+    def clean():
+        with ctx():
+            model.predict(x, boxes)
+
+    if spec.get("barrier"):  # several processes: start timing together (the parent creates `go`)
+        open(os.path.join(spec["barrier"], f"ready{off}"), "w").close()
+        while not os.path.exists(os.path.join(spec["barrier"], "go")):
+            time.sleep(0.05)
+    reps = spec.get("reps", 1)
+    c0 = time.process_time()
+    tc = timed(clean, device, reps)
+    cpu = (time.process_time() - c0) / reps
+    eps, _ = ATTACK_LEVELS[4]
+    if spec["kind"] == "predict":
+        t = tc
+    elif spec["kind"] == "fgsm":
+        c0 = time.process_time()
+        t = timed(lambda: fgsm(model, x, boxes, masks, eps), device, reps)
+        cpu = (time.process_time() - c0) / reps
+    else:
+        gen = torch.Generator().manual_seed(0)
+        c0 = time.process_time()
+        t = timed(lambda: pgd(model, x, boxes, masks, eps, 10, generator=gen), device, 1)
+        cpu = time.process_time() - c0
+    return {"seconds": t, "clean_seconds": tc, "cpu_seconds": cpu, "peak_mb": _peak_mb(device)}
+
+
+def _child(spec: dict, threads: int | None = None) -> subprocess.Popen:
+    cmd = [sys.executable, os.path.abspath(__file__), "--lite-row", json.dumps(spec)]
+    if threads:
+        cmd += ["--threads", str(threads)]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+
+
+def _result(proc: subprocess.Popen) -> dict:
+    out, _ = proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"LiteMedSAM benchmark child failed (exit {proc.returncode})")
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def lite_table(args) -> None:
+    """The LiteMedSAM table (module docstring)."""
+    dev = args.device
+    gpu = dev.startswith("cuda")
+    nb, na = args.lite_batch, args.lite_attack_batch or (8 if gpu else 2)
+    threads = args.threads or torch.get_num_threads()
+    reps = 3 if gpu else 1
+    print(f"\nLiteMedSAM (bundled weights, 256 px input, demo images 256x256) device={dev} torch={torch.__version__} "
+          f"threads/process={threads}")
+    header = (f"{'row':<34} {'batch':>5} {'procs':>5} {'samples/s':>10} {'s/sample':>9} {'CPU s/sample':>12} "
+              f"{'x clean fwd':>11} {'peak MB':>8}")
+    print(header)
+    print("-" * len(header))
+
+    def show(label, batch, procs, seconds, clean_seconds, peak, cpu):
+        ratio = f"{seconds / clean_seconds:>11.1f}" if clean_seconds else f"{'-':>11}"
+        print(f"{label:<34} {batch:>5} {procs:>5} {batch / seconds:>10.2f} {seconds / batch:>9.3f} "
+              f"{cpu / batch:>12.3f} {ratio} {peak:>8.0f}", flush=True)
+
+    base = {"device": dev, "reps": reps}
+    for b in [1, nb] + ([32] if gpu else []):
+        r = _result(_child({**base, "kind": "predict", "batch": b}, threads))
+        show("predict fp32", b, 1, r["seconds"], None, r["peak_mb"], r["cpu_seconds"])
+    if gpu:
+        for b in (1, nb, 32):
+            r = _result(_child({**base, "kind": "predict", "batch": b, "bf16": True}))
+            show("predict bf16 autocast", b, 1, r["seconds"], None, r["peak_mb"], r["cpu_seconds"])
+    else:  # the same batch split over two single-thread processes (what `accelerate launch` with 2 CPU procs does)
+        import tempfile
+
+        half = nb // 2
+        with tempfile.TemporaryDirectory() as barrier:
+            procs = [_child({**base, "kind": "predict", "batch": half, "offset": i * half, "threads": 1,
+                             "barrier": barrier}, 1) for i in range(2)]
+            while not all(os.path.exists(os.path.join(barrier, f"ready{i * half}")) for i in range(2)):
+                if any(p.poll() not in (None, 0) for p in procs):
+                    break
+                time.sleep(0.05)
+            open(os.path.join(barrier, "go"), "w").close()
+            res = [_result(p) for p in procs]
+        wall = max(r["seconds"] for r in res)
+        show("predict, 2 procs x 1 thread", nb, 2, wall, None, max(r["peak_mb"] for r in res),
+             sum(r["cpu_seconds"] for r in res))
+        r = _result(_child({**base, "kind": "predict", "batch": nb, "threads": 1}, 1))
+        show("predict, 1 proc x 1 thread", nb, 1, r["seconds"], None, r["peak_mb"], r["cpu_seconds"])
+    for kind, label in (("fgsm", "FGSM (1 step, eps 8/255)"), ("pgd", "PGD-10 (eps 8/255)")):
+        r = _result(_child({**base, "kind": kind, "batch": na}, threads))
+        show(label, na, 1, r["seconds"], r["clean_seconds"], r["peak_mb"], r["cpu_seconds"])
 
 
 def bench_one(

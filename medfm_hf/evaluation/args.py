@@ -20,6 +20,7 @@ class EvalArguments:
     levels: str = field(default="1-5", metadata={"help": "severity levels of perturbations and attacks"})
     batch_size: int = field(default=8, metadata={"help": "images per forward pass"})
     limit: int | None = field(default=None, metadata={"help": "evaluate only the first N clean test images"})
+    images: str = field(default="all", metadata={"help": "'all' or comma-separated image ids/globs to evaluate, e.g. 'demo/*_00'"})
     seed: int = field(default=0, metadata={"help": "seed of the PGD random starts"})
     step_rule: str = field(default="standard", metadata={"help": "PGD step: standard (2.5 eps/steps) or reference (eps/steps)"})
     model_kwargs: str = field(default="{}", metadata={"help": "JSON options of the model family, e.g. '{\"size\": \"tiny\"}'"})

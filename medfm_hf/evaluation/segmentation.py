@@ -10,6 +10,7 @@ clean prediction of the same image, and writes the result tables.
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import logging
@@ -60,6 +61,13 @@ def plan(bench: Benchmark, args: EvalArguments, levels: list[int], attacks: list
     """Every batch of the run, in a fixed order (independent of the number of processes)."""
     clean = bench.table("clean")
     keep_ids = [r["image_id"] for r in clean if r.get("bbox")]
+    if args.images.strip() not in ("", "all"):
+        pats = [p.strip() for p in args.images.split(",") if p.strip()]
+        unmatched = [p for p in pats if not any(fnmatch.fnmatchcase(i, p) for i in keep_ids)]
+        if unmatched:
+            raise EvaluationError(f"--images {', '.join(unmatched)} matches no clean test image with a box "
+                                  f"(ids look like {', '.join(keep_ids[:3])})")
+        keep_ids = [i for i in keep_ids if any(fnmatch.fnmatchcase(i, p) for p in pats)]
     if args.limit is not None:
         keep_ids = keep_ids[: args.limit]
     keep = set(keep_ids)

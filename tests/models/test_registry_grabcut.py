@@ -11,7 +11,7 @@ from medfm_hf.models import SegmenterInputError, create_segmenter, list_segmente
 
 def test_registry_lists_and_builds_every_family():
     assert list_segmenters() == ["grabcut", "medsam", "medsam_lite", "sam", "sam_med2d"]
-    with pytest.raises(KeyError, match="known: grabcut, medsam, sam, sam_med2d"):
+    with pytest.raises(KeyError, match="known: grabcut, medsam, medsam_lite, sam, sam_med2d"):
         create_segmenter("medsam2")
     for name in ("medsam", "sam", "sam_med2d"):
         model = create_segmenter(name, size="tiny")
