@@ -17,6 +17,8 @@ class EvalArguments:
     dataset: str = field(metadata={"help": "benchmark folder (medfm-robust build) or Hub dataset repo id"})
     output: str = field(metadata={"help": "results folder (resumable: a rerun skips finished batches)"})
     checkpoint: str | None = field(default=None, metadata={"help": "weights: local file/folder or Hub id"})
+    finetuned: str | None = field(default=None, metadata={"help": "output folder of finetune.py (any strategy); "
+                                                                  "--checkpoint then overrides its base weights"})
     configs: str = field(default="all", metadata={"help": "'all', 'none', or comma-separated config names/globs"})
     attacks: str = field(default="", metadata={"help": "comma-separated: fgsm,pgd (empty: no attacks)"})
     levels: str = field(default="1-5", metadata={"help": "severity levels of perturbations and attacks"})

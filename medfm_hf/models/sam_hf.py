@@ -267,6 +267,11 @@ class HFSamSegmenter(Segmenter):
         groups["mask_decoder"] = list(self.model.mask_decoder.parameters())
         return groups
 
+    def fixed_parameters(self) -> list[nn.Parameter]:
+        """Parameters no fine-tuning strategy trains: SAM's random Fourier features, a fixed buffer in
+        segment-anything that transformers makes a ``Parameter`` shared by the image and prompt encodings."""
+        return [self.model.prompt_encoder.shared_embedding.positional_embedding]
+
     def original_state_dict(self) -> dict[str, torch.Tensor]:
         """The weights in the original ``segment-anything`` layout (what ``medsam_vit_b.pth`` holds)."""
         return hf_to_original(self.model.state_dict())

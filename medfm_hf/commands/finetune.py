@@ -1,0 +1,43 @@
+"""``medfm-robust finetune``: the same as ``accelerate launch finetune.py`` (one process unless launched)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+NAME = "finetune"
+HELP = "Fine-tune a segmenter (full, decoder_only, decoder_prompt, encoder_partial, lora, adapter); see finetune.py."
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    from medfm_hf.finetune.args import FinetuneArguments
+
+    for f in dataclasses.fields(FinetuneArguments):
+        help_ = f.metadata.get("help", "")
+        flags = ["--" + f.name] + (["--" + f.name.replace("_", "-")] if "_" in f.name else [])
+        if f.type in (bool, "bool"):
+            parser.add_argument(*flags, dest=f.name, action="store_true", help=help_)
+            continue
+        kw: dict = {"dest": f.name, "help": help_}
+        if f.default is dataclasses.MISSING:
+            kw["required"] = True
+        else:
+            kw["default"] = f.default
+        kw["type"] = {"int": int, "float": float}.get(str(f.type), str)
+        parser.add_argument(*flags, **kw)
+
+
+def run(args: argparse.Namespace) -> int:
+    from medfm_hf.finetune.args import FinetuneArguments
+    from medfm_hf.finetune.trainer import check_args, format_strategy_table, run_finetune, strategy_table
+
+    fa = FinetuneArguments(**{f.name: getattr(args, f.name) for f in dataclasses.fields(FinetuneArguments)})
+    if fa.dry_run:
+        check_args(fa)
+        print(format_strategy_table(strategy_table(fa)))
+        return 0
+    res = run_finetune(fa)
+    if res is not None:
+        print(f"selected step {res['selected_step']} (validation IoU {res['selected_validation']['iou']:.4f}, "
+              f"{res['trainable_params']:,} trainable parameters); output in {fa.output}")
+    return 0
