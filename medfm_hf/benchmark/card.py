@@ -110,6 +110,9 @@ row["image"], row["mask"], row["bbox"], row["level"], row["ssim"], row["in_band"
 
 or with medfm_hf: `from medfm_hf.benchmark import load_config, list_configs`.
 
+`manifest.json` lists every file with its size and SHA-256 (`medfm-robust verify FOLDER` checks them);
+`bad_inputs.json` lists the inputs that were skipped or flagged, with reasons.
+
 ## Clean data
 
 {format_table(modality_table(records), markdown=True)}

@@ -234,3 +234,30 @@ def test_accelerate_launch_error_printed_once_by_rank_zero(bench, tmp_path):
     assert text.count("evaluate.py: error:") == 1, text[-3000:]
     assert "'abc' is not a level" in text
     assert "ValueError" not in text and 'File "' + os.path.join(ROOT, "medfm_hf") not in text
+
+
+def test_disk_full_during_evaluation_is_one_line_and_resumable(bench, tmp_path, monkeypatch, capsys):
+    import contextlib
+
+    import medfm_hf.io as mio
+
+    _, _, data = bench
+    real = mio.atomic_path
+
+    @contextlib.contextmanager
+    def full(path):
+        with real(path) as tmp:
+            yield tmp
+            if ".medfm/parts" in str(path).replace(os.sep, "/"):
+                raise OSError(28, "No space left on device", tmp)
+
+    out = tmp_path / "r"
+    argv = ["evaluate", "--model", "grabcut", "--dataset", str(data), "--output", str(out), "--levels", "1",
+            "--limit", "1", "--no-progress"]
+    monkeypatch.setattr(mio, "atomic_path", full)
+    assert main(argv) == 2
+    assert "No space left on device" in _one_line(capsys)
+    assert not list(out.rglob("*.tmp-*"))
+    monkeypatch.setattr(mio, "atomic_path", real)
+    assert main(argv) == 0  # the same command finishes once there is space
+    assert (out / "grabcut_results.parquet").exists()
