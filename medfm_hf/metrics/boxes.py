@@ -29,6 +29,9 @@ sorted. A text with no readable box gives ``None``: the caller counts it as a mi
    least one is fractional or the box is ``[0, 0, 1, 1]``), ``1000`` if a value exceeds the image side
    it belongs to but none exceeds 1000, else ``pixel``.
 
+With a given convention the numbers are read in it, except that named coordinates (``x_min = ..``,
+``{"ymin": ..}``) keep their own order (the given scale still applies).
+
 Rule 2 cannot see a y-first box without a cue, nor a ``1000``-scale box that happens to fit inside the
 image: when the model's convention is known (it is set by the prompt), pass it explicitly.
 """
@@ -397,6 +400,9 @@ def parse_box(text: Any, image_size: tuple[int, int], box_format: str = "auto") 
         return None
     if box_format == "auto":
         fmt, reason = _auto_format(raw, cue, size)
+    elif cue == "xyxy" and not box_format.startswith("xyxy"):
+        # named coordinates (x_min = .., y_min = ..) state their order: keep the given scale only
+        fmt, reason = "xyxy_" + box_format.split("_")[1], "given scale; order from named coordinates"
     else:
         fmt, reason = box_format, "given"
     box = convert_box(raw, fmt, size)
