@@ -287,3 +287,25 @@ def test_benchmark_moves_the_target_box_with_geometric_perturbations(bench):
     assert any(moved) and all(same)
     rows = _rows(bench, "clean")
     assert all(r["question"] and len(r["options"]) == 4 and r["answer"] in "ABCD" and r["caption"] for r in rows)
+
+
+def test_demo_vlm_pipeline_check(bench, tmp_path):
+    """The default demo's VLM part: a tiny random model, labelled as a pipeline check, every file written."""
+    import argparse
+
+    from medfm_hf.tasks.demo import add_vlm_arguments, run_vlm_demo
+
+    parser = argparse.ArgumentParser()
+    add_vlm_arguments(parser)
+    args = parser.parse_args(["--vlm-limit", "1"])
+    runs = run_vlm_demo(args, bench, str(tmp_path))
+    assert set(runs) == {"vqa", "caption", "grounding"}
+    report = open(tmp_path / "VLM_REPORT.md").read()
+    assert "PIPELINE CHECK" in report
+    for task, res in runs.items():
+        folder = tmp_path / "results" / "vlm" / "medgemma" / task
+        assert (folder / f"medgemma_{task}_results.parquet").exists() and (folder / "run.json").exists()
+        assert set(res["results"]["name"]) == {"clean", "gaussian_noise", "translate"}
+        assert "pipeline check" in open(folder / "README.md").read()
+    assert parser.parse_args(["--vlm", "none"]).vlm == "none"
+    assert run_vlm_demo(parser.parse_args(["--vlm", "none"]), bench, str(tmp_path)) is None
