@@ -86,8 +86,12 @@ def main() -> None:
                     r[f"{procs}proc b{batch}"] = wall
                     c[f"{procs}proc b{batch}"] = comp
                     ref = df if ref is None else ref
-                    same.append(df.reset_index(drop=True).equals(ref.reset_index(drop=True)))
-            r["identical"] = "yes" if all(same) else "NO: " + ",".join(str(s) for s in same)
+                    a, b = df.reset_index(drop=True), ref.reset_index(drop=True)
+                    diff = [col for col in a.columns if not a[col].equals(b[col])]
+                    if diff:
+                        n = int((a[diff[0]] != b[diff[0]]).sum())
+                        same.append(f"{procs}proc b{batch}: {', '.join(diff)} ({n} rows)")
+            r["identical"] = "yes" if not same else "NO: " + "; ".join(same)
             r["samples"] = len(ref)
             rows.append(r)
             comp_rows.append(c)
