@@ -48,7 +48,9 @@ def run(model: str, kwargs: str, bench: str, out: str, batch: int, procs: int, c
         cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
                os.path.join(ROOT, "accelerate_configs", "cpu_2proc.yaml"), *cmd]
     t = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT)
+    # one thread per process in every run (accelerate launch sets this itself; a plain python process would
+    # otherwise start a thread per core, which for tiny models on a shared machine costs more than it gives)
+    subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"})
     wall = time.perf_counter() - t
     df = pd.read_parquet(results_file(out, model, task))
     # compute-only: the per-sample seconds summed over the run, spread over the processes that ran them
