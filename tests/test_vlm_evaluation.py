@@ -326,6 +326,9 @@ def test_option_letter_probs_batched_equal_single_and_sum_to_one():
     for b, a in zip(both, alone):
         assert len(b) == len(a) and sum(b) == pytest.approx(1.0)
         assert b == pytest.approx(a, abs=1e-5)
+    # the tiny model sees the image: the same prompt with another image gives other probabilities
+    other = option_letter_probs(vlm, [vlm.make_query(imgs[1], queries[0].prompt)], [2], cfg)[0]
+    assert max(abs(x - y) for x, y in zip(other, alone[0])) > 1e-4
 
 
 def test_expected_calibration_error_by_hand():
