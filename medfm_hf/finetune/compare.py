@@ -26,6 +26,7 @@ import pandas as pd
 from medfm_hf.dataset_io import atomic_write_text
 from medfm_hf.finetune.args import FinetuneArguments
 from medfm_hf.finetune.strategies import STRATEGIES
+from medfm_hf.io import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -152,10 +153,9 @@ def _plot(table: pd.DataFrame, path: str, title: str) -> None:
         b.set_title("robustness vs trainable parameters")
     fig.suptitle(title)
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def to_markdown(table: pd.DataFrame) -> str:

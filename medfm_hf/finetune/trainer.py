@@ -43,6 +43,7 @@ from medfm_hf.dataset_io import atomic_write_text
 from medfm_hf.finetune.args import FinetuneArguments
 from medfm_hf.finetune.strategies import STRATEGIES, StrategyError, apply_strategy, base_fingerprint
 from medfm_hf.finetune.train import segmentation_loss
+from medfm_hf.io import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -254,17 +255,15 @@ def validate(model, dataset, accelerator, batch_size: int) -> dict:
 
 
 def _atomic_torch_save(obj, path: str) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def _atomic_safetensors(tensors: dict[str, torch.Tensor], path: str, metadata: dict | None = None) -> None:
     from safetensors.torch import save_file
 
-    tmp = f"{path}.tmp-{os.getpid()}"
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
 
 
 def _versions() -> dict:

@@ -14,7 +14,7 @@ tried in this order (the first rule that fires decides):
    (``"A or B."`` names two letters: ambiguous).
 
 Two guards come before rules 2-5: a **hedge** -- more than one option letter standing alone
-(``"A B C D"``, ``"A/B/C/D"``, ``"(A)(B)"``, ``"either A or B"``) -- is ambiguous, and a **negation** of an
+(``"A B C D"``, ``"A/B/C/D"``, ``"(A)(B)"``, ``"either A or B"``, ``"A and C are both possible"``) -- is ambiguous, and a **negation** of an
 option (``"It is not D."``, ``"not pneumonia"``, ``"neither A nor B"``) is unparsable (``negated``), even when
 another option is named as well (``"B, not A"``): credit needs one plain choice.
 
@@ -60,6 +60,7 @@ _PHRASE_RE = re.compile(
 _LEADING_RE = re.compile(r"^\s*[\(\[]?([A-Za-z])\s*[\)\]\.:]")
 _LOOSE_LETTER_RE = re.compile(r"(?<![A-Za-z'])([A-Z])(?=\s*[\.\)\]:,;!]|\s*$)")
 _ALTERNATIVE_RE = re.compile(r"(?<![A-Za-z'])([A-Z])(?=\s+(?:or|and)\b)")  # "A or B": both named
+_ALTERNATIVE_AFTER_RE = re.compile(r"\b(?:or|and)\s+([A-Z])(?![A-Za-z'])")  # "A and C are both ...": C too
 _OPTION_LABEL_RE = re.compile(r"^\s*[\(\[]?[A-Za-z][\)\]\.:]\s+")
 # An upper-case letter standing alone and not starting an English phrase ("A pneumothorax", "I think").
 _STANDALONE_RE = re.compile(r"(?<![A-Za-z'])([A-Z])(?![A-Za-z'])(?!\s+[a-z])")
@@ -155,7 +156,8 @@ def parse_choice(text: Any, options: Sequence[str]) -> tuple[str | None, str]:
         return _check(m.group(1), "letter")
     if _negates_an_option(raw, options, letters):
         return None, "negated"
-    named = {c for c in _STANDALONE_RE.findall(raw) + _ALTERNATIVE_RE.findall(raw) if c in letters}
+    named = {c for c in _STANDALONE_RE.findall(raw) + _ALTERNATIVE_RE.findall(raw) + _ALTERNATIVE_AFTER_RE.findall(raw)
+             if c in letters}
     if len(named) > 1 and not _ECHO_RE.search(raw):
         return None, "ambiguous"
     out_of_range = False

@@ -58,6 +58,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from medfm_hf.io import atomic_path
 from medfm_hf.models.base import CheckpointError, Segmenter, check_batch, init_weights_
 from medfm_hf.models.checkpoints import check_state_dict, read_state_dict
 from medfm_hf.models.registry import register_segmenter
@@ -381,9 +382,8 @@ class LiteMedSAM(Segmenter):
 
     def save_checkpoint(self, path: str) -> None:
         """Write a plain state dict (the layout of ``lite_medsam.pth``) atomically."""
-        tmp = f"{path}.tmp-{os.getpid()}"
-        torch.save({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}, tmp)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            torch.save({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}, tmp)
 
 
 @register_segmenter(
