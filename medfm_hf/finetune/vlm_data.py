@@ -130,7 +130,7 @@ class GroundingExample:
     answer: str
 
 
-def _rgb8(image: np.ndarray) -> np.ndarray:
+def to_rgb8(image: np.ndarray) -> np.ndarray:
     if image.dtype == np.uint16:
         image = (image.astype(np.float32) / 65535.0 * 255.0).round().astype(np.uint8)
     if image.ndim == 2:
@@ -184,7 +184,7 @@ class GroundingSplit:
             image = moved.image
             if moved is not s:  # a perturbation was applied; geometric ones moved the mask and so the box
                 target = [float(v) for v in moved.bbox]
-        image = _rgb8(image)
+        image = to_rgb8(image)
         h, w = image.shape[:2]
         prompt = self.vlm.grounding_prompt(grounding_question(r))
         answer = format_box(target, self.vlm.box_convention, (w, h))

@@ -360,7 +360,10 @@ def run_grounding_finetune(args: FinetuneArguments, vargs: VLMGroundingArguments
     val_ds = GroundingSplit(val_rows, vlm, seed=args.seed, train=False)
     peft_model, targets = apply_vlm_lora(vlm.model, args, vargs)
     if vargs.gradient_checkpointing:
-        peft_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(vlm.model, "activation_checkpointing_enable"):  # transformers >= 5.24 name
+            vlm.model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            vlm.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     peft_model.to(accelerator.device)
     dtype = vlm.dtype
     first = rank_batches(len(train_ds), seed=args.seed, epoch=0, per_device=args.batch_size, world=world,
