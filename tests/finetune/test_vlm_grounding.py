@@ -277,7 +277,17 @@ def test_bad_arguments_fail_before_training(demo_bench, tmp_path):
     assert not any((tmp_path / n).exists() for n in "abcdef")
 
 
-def test_bf16_run_loads_and_refuses_other_base_weights(demo_bench, tmp_path):
+@pytest.fixture()
+def fresh_accelerate_state():
+    """Accelerate keeps one process-wide state; a bf16 run needs a fresh one (and leaves a fresh one)."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def test_bf16_run_loads_and_refuses_other_base_weights(demo_bench, tmp_path, fresh_accelerate_state):
     out = tmp_path / "bf16"
     res = run_grounding_finetune(*gargs(demo_bench, out, max_steps=1, eval_steps=1, mixed_precision="bf16",
                                         vlm_dtype="bfloat16"))
