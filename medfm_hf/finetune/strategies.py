@@ -41,7 +41,8 @@ logger = logging.getLogger(__name__)
 STRATEGIES: tuple[str, ...] = ("full", "decoder_only", "decoder_prompt", "encoder_partial", "lora", "adapter")
 #: attribute name of an inserted adapter inside an encoder block (its parameters' names contain it)
 ADAPTER_ATTR = "ft_adapter"
-_BLOCK_RE = re.compile(r"^image_encoder\.block(\d+)$")
+#: encoder groups a strategy counts as "blocks", in order: ViT blocks, or stages (LiteMedSAM's TinyViT)
+_BLOCK_RE = re.compile(r"^image_encoder\.(?:block|stage)(\d+)$")
 
 
 class StrategyError(ValueError):
@@ -117,7 +118,7 @@ def _param_names(model: nn.Module) -> dict[int, str]:
 
 
 def encoder_block_groups(groups: dict[str, list[nn.Parameter]]) -> list[str]:
-    """The ``image_encoder.block{i}`` group names in block order."""
+    """The ``image_encoder.block{i}`` (ViT) or ``image_encoder.stage{i}`` (TinyViT) group names, in order."""
     found = [(int(m.group(1)), k) for k in groups if (m := _BLOCK_RE.match(k))]
     return [k for _, k in sorted(found)]
 
@@ -149,7 +150,8 @@ def insert_adapters(model: nn.Module, width: int = 0, scale: float = 1.0, site: 
     Returns
     -------
     (list of str, int)
-        The block module names that received an adapter, and the adapter width used.
+        The module names that received an adapter beside them, and the width of the first adapter (widths
+        follow each block's own width when ``width`` is 0: TinyViT stages differ).
     """
     groups = model.trainable_groups()
     blocks = encoder_block_groups(groups)
@@ -157,25 +159,27 @@ def insert_adapters(model: nn.Module, width: int = 0, scale: float = 1.0, site: 
     done: list[str] = []
     used_width = 0
     for g in blocks:
-        params = [p for p in groups[g]]
-        if not params:
+        if not groups[g]:
             continue
-        name, block = _owner_module(model, params)
-        child = getattr(block, site, None)
-        if child is None:
-            continue  # e.g. a convolutional stage without an MLP (TinyViT's first stage)
-        if hasattr(child, ADAPTER_ATTR):
-            raise StrategyError(f"{name}.{site} already has an inserted adapter; build a fresh model")
-        linears = [m for m in child.modules() if isinstance(m, nn.Linear)]
-        if not linears:
-            continue
-        dim = linears[0].in_features
-        w = int(width) if width else max(1, dim // 4)
-        adapter = BottleneckAdapter(dim, w, scale, gen).to(linears[0].weight.device)
-        child.add_module(ADAPTER_ATTR, adapter)
-        child.register_forward_hook(_add_adapter_output)
-        done.append(f"{name}.{site}" if name else site)
-        used_width = used_width or w
+        name, block = _owner_module(model, groups[g])
+        # the block itself, or the blocks inside a stage (TinyViT), that have a `site` child with Linear layers
+        hosts = [(n, m) for n, m in block.named_modules()
+                 if isinstance(getattr(m, site, None), nn.Module) and n.split(".")[-1] != site]
+        for sub, host in hosts:
+            child = getattr(host, site)
+            linears = [m for m in child.modules() if isinstance(m, nn.Linear)]
+            if not linears:
+                continue  # e.g. a convolutional block
+            where = ".".join(x for x in (name, sub, site) if x)
+            if hasattr(child, ADAPTER_ATTR):
+                raise StrategyError(f"{where} already has an inserted adapter; build a fresh model")
+            dim = linears[0].in_features
+            w = int(width) if width else max(1, dim // 4)
+            adapter = BottleneckAdapter(dim, w, scale, gen).to(linears[0].weight.device)
+            child.add_module(ADAPTER_ATTR, adapter)
+            child.register_forward_hook(_add_adapter_output)
+            done.append(where)
+            used_width = used_width or w
     if not done:
         raise StrategyError(
             f"no encoder block of {type(model).__name__} has a child {site!r} with Linear layers to put an "
@@ -248,7 +252,7 @@ def base_fingerprint(model: nn.Module) -> str:
     for name, t in sorted(model.state_dict().items()):
         t = t.detach().cpu().contiguous()
         h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return "sha256:" + h.hexdigest()
 
 

@@ -62,6 +62,9 @@ def test_batch_of_8_equals_batch_of_1_with_left_padding(tiny, name):
     enc = vlm.encode([vlm.make_query(*x) for x in inputs], CFG)
     mask = enc["attention_mask"]
     assert mask[:, -1].all() and not mask[0, 0]  # pads on the left only
+    first = enc["input_ids"][torch.arange(8), mask.argmax(dim=1)]
+    assert (first == vlm.tokenizer.bos_token_id).all()  # exactly one BOS starts every row
+    assert ((enc["input_ids"] == vlm.tokenizer.bos_token_id).sum(dim=1) == 1).all()
     # The same next-token logits with and without padding (the padded rows are exactly masked).
     with torch.no_grad():
         full = vlm.model(**enc).logits[:, -1]
@@ -192,6 +195,23 @@ def test_grounding_prompt_states_the_convention(tiny):
     for name in ("medgemma", "llava_med"):
         vlm = tiny[name]
         assert vlm.grounding_prompt("Where is the lesion?").endswith(vlm.box_convention.instruction)
+
+
+def test_hf_family_takes_any_image_text_model_with_a_chat_template():
+    from medfm_hf.vlm.tiny import tiny_llava
+
+    model, processor = tiny_llava(seed=2)
+    processor.chat_template = (
+        "{{ bos_token }}{% for m in messages %}{% if m['role'] == 'user' %}[INST] "
+        "{% for c in m['content'] %}{% if c['type'] == 'image' %}<image>\n{% else %}{{ c['text'] }}{% endif %}"
+        "{% endfor %} [/INST]{% endif %}{% endfor %}"
+    )
+    vlm = create_vlm("hf", model=model, processor=processor, batch_size=3, box_format="yxyx_1000")
+    q = vlm.make_query(_images(1)[0], "Where?")
+    assert vlm.render(q, CFG) == "<s>[INST] <image>\nWhere? [/INST]"
+    out = vlm.generate([(im, "Where?") for im in _images(3)], CFG)
+    assert all(r.tokens_out >= 1 for r in out) and vlm.box_convention.box_format == "yxyx_1000"
+    assert vlm.model_id.startswith("hf:LlavaForConditionalGeneration")
 
 
 def test_bad_options_give_clear_errors():
