@@ -38,21 +38,24 @@ if __name__ != "__main__":
     sys.modules[__name__] = _real
     globals().update({k: v for k, v in vars(_real).items() if k not in ("__name__", "__file__", "__spec__")})
 else:
+    # Run as a script: use the medfm_hf of this checkout (imported while this folder is still on the path),
+    # then drop the folder so that `import evaluate` finds the library.
+    import medfm_hf  # noqa: F401
+
     sys.path[:] = [p for p in sys.path if _not_here(p)]
 
 
 def main(argv: list[str] | None = None) -> int:
+    from medfm_hf.errors import USER_ERRORS, report_error
     from medfm_hf.evaluation.args import parse_eval_args
-    from medfm_hf.evaluation.data import EvaluationError
     from medfm_hf.evaluation.report import print_summary
-    from medfm_hf.evaluation.segmentation import evaluate_segmentation
+    from medfm_hf.evaluation.runner import evaluate
 
     args = parse_eval_args(argv)
     try:
-        res = evaluate_segmentation(args)
-    except EvaluationError as exc:
-        print(f"evaluate.py: error: {exc}", file=sys.stderr)
-        return 2
+        res = evaluate(args)
+    except USER_ERRORS as exc:  # one line, rank 0 only, no traceback (every rank fails alike: no hang)
+        return report_error("evaluate.py", exc)
     if res is not None:
         print_summary(res["summary"])
         print(f"results in {args.output}")
@@ -62,5 +65,8 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     import logging
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from medfm_hf.env import is_main_rank
+
+    logging.basicConfig(level=logging.INFO if is_main_rank() else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
     sys.exit(main())

@@ -45,19 +45,26 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
-    )
+    from medfm_hf.env import is_main_rank
+
+    level = logging.DEBUG if args.verbose else logging.INFO if is_main_rank() else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    from medfm_hf.errors import USER_ERRORS, report_error
+
     try:
         return int(args._run(args) or 0)
-    except (ValueError, FileNotFoundError, KeyError) as exc:
-        # Bad input from the user: one clear line, no traceback.
-        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"medfm-robust {args.command}: error: {msg}", file=sys.stderr)
-        return 2
+    except USER_ERRORS as exc:
+        # Bad input or a failing environment (disk full, permissions): one clear line, no traceback,
+        # printed by rank 0 only under `accelerate launch`.
+        return report_error(f"medfm-robust {args.command}", exc)
+    except Exception as exc:  # noqa: BLE001 - third-party errors (Hub offline, OpenCV): one line, kept in -v
+        if args.verbose:
+            raise
+        return report_error(f"medfm-robust {args.command}", RuntimeError(f"{type(exc).__name__}: {exc} "
+                                                                         "(rerun with -v for the traceback)"))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,20 +7,23 @@ upload. Files are written atomically (temporary name, then rename) and determini
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from collections.abc import Iterable
 
 from medfm_hf import MODALITIES
+from medfm_hf.io import atomic_write_text  # noqa: F401 - re-exported for callers of the old home
 from medfm_hf.records import SPLITS, Record, write_records_parquet
 
 
-def split_path(out: str, config: str, split: str, shard: int = 0, num_shards: int = 1) -> str:
-    return os.path.join(out, "data", config, f"{split}-{shard:05d}-of-{num_shards:05d}.parquet")
+def split_path(out: str, config: str, split: str) -> str:
+    """Where ``config``'s ``split`` is written (one file per split; see :mod:`medfm_hf.benchmark.layout`)."""
+    from medfm_hf.benchmark import layout
+
+    return layout.path(out, layout.split_file_of(config, split))
 
 
 def write_clean_config(records: Iterable[Record], out: str, config: str = "clean") -> dict[str, int]:
-    """Write ``records`` to ``out/data/<config>/<split>-00000-of-00001.parquet``; returns rows per split."""
+    """Write ``records`` to one parquet file per split of ``config`` (``layout.split_file_of``); rows per split."""
     by_split: dict[str, list[Record]] = {s: [] for s in SPLITS}
     for rec in records:
         rec.validate()
@@ -33,14 +36,6 @@ def write_clean_config(records: Iterable[Record], out: str, config: str = "clean
         write_records_parquet(recs, split_path(out, config, split))
         counts[split] = len(recs)
     return counts
-
-
-def atomic_write_text(path: str, text: str) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
 
 
 def modality_table(records: Iterable[Record]) -> list[dict[str, object]]:

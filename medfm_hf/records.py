@@ -228,22 +228,20 @@ def row_to_record(row: dict[str, Any]) -> Record:
 
 def write_rows_parquet(rows: list[dict[str, Any]], path: str, features) -> None:
     """Write dataset rows to one parquet file atomically (temp file + rename), deterministic bytes."""
-    import os
-
     from datasets import Dataset
     from datasets.utils.logging import disable_progress_bar, enable_progress_bar, is_progress_bar_enabled
 
+    from medfm_hf.io import atomic_path
+
     ds = Dataset.from_list(rows, features=features)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     was_enabled = is_progress_bar_enabled()
     disable_progress_bar()
     try:
-        ds.to_parquet(tmp)
+        with atomic_path(path) as tmp:
+            ds.to_parquet(tmp)
     finally:
         if was_enabled:
             enable_progress_bar()
-    os.replace(tmp, path)
 
 
 def write_records_parquet(records: list[Record], path: str, *, features=None) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from medfm_hf.io import atomic_write_bytes
 from medfm_hf.records import encode_png, mask_to_bbox
 from medfm_hf.sources._common import (
     IMAGE_EXTENSIONS,
@@ -39,6 +40,27 @@ from medfm_hf.sources.base import SourceReport
 logger = logging.getLogger(__name__)
 
 BOX_FIELDS = ("file", "component", "width", "height", "x0", "y0", "x1", "y1", "area")
+MAX_RESIZE = 16384  # largest --size: one 16384^2 RGB 16-bit image with its mask is about 2 GiB in memory
+MAX_THRESHOLD = 254  # foreground is > threshold on the 8-bit scale (x257 for 16-bit masks)
+
+
+def check_threshold(threshold: Any) -> int:
+    """The mask threshold as an int in 0-254 (the 8-bit range minus the top value, which leaves no foreground)."""
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, np.integer)) or \
+            not 0 <= int(threshold) <= MAX_THRESHOLD:
+        raise ValueError(f"--threshold must be an integer in 0-{MAX_THRESHOLD} (on the 8-bit scale, scaled by 257 for "
+                         f"16-bit masks; foreground is > threshold), got {threshold!r}")
+    return int(threshold)
+
+
+def resize_memory_bytes(size: int, channels: int = 3, bytes_per_value: int = 2) -> int:
+    """Peak memory of resizing one image + mask to ``size x size`` (output, a working copy, the mask)."""
+    return size * size * (2 * channels * bytes_per_value + 2)
+
+
+def _same_or_inside(a: Path, b: Path) -> bool:
+    a, b = a.resolve(), b.resolve()
+    return a == b or b in a.parents
 
 
 def masks_to_boxes(
@@ -68,6 +90,7 @@ def masks_to_boxes(
     """
     from scipy import ndimage
 
+    threshold = check_threshold(threshold)
     folder = Path(mask_dir)
     if not folder.is_dir():
         raise FileNotFoundError(f"mask2box: {folder} is not a directory")
@@ -103,21 +126,23 @@ def masks_to_boxes(
 
 def write_boxes(rows: list[dict[str, Any]], out: str | os.PathLike[str]) -> None:
     """Write :func:`masks_to_boxes` rows to ``out``: ``.json`` (a list of objects) or ``.csv``."""
+    from medfm_hf.io import atomic_path
+
     p = Path(out)
     suffix = p.suffix.lower()
     if suffix not in (".json", ".csv"):
         raise ValueError(f"mask2box: output {p} must end in .json or .csv")
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
-    if suffix == ".json":
-        tmp.write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
-    else:
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(BOX_FIELDS))
-            writer.writeheader()
-            for r in rows:
-                writer.writerow({k: "" if r[k] is None else r[k] for k in BOX_FIELDS})
-    os.replace(tmp, p)
+    if p.is_dir():
+        raise ValueError(f"mask2box: output {p} is a folder; give a file name ending in .json or .csv")
+    with atomic_path(p) as tmp:
+        if suffix == ".json":
+            Path(tmp).write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
+        else:
+            with open(tmp, "w", newline="", encoding="utf-8") as fh:
+                writer = csv.DictWriter(fh, fieldnames=list(BOX_FIELDS))
+                writer.writeheader()
+                for r in rows:
+                    writer.writerow({k: "" if r[k] is None else r[k] for k in BOX_FIELDS})
 
 
 def resize_image(image: np.ndarray, size: int) -> np.ndarray:
@@ -152,13 +177,25 @@ def resize_pairs(
     Returns one row per written pair: ``stem``, original ``width``/``height``, the box of the resized
     mask. Unpaired, unreadable or mismatched files are skipped into ``report``.
     """
-    if int(size) < 1:
+    if isinstance(size, bool) or int(size) < 1:
         raise ValueError(f"resize: --size must be a positive integer, got {size}")
     size = int(size)
+    if size > MAX_RESIZE:
+        gib = resize_memory_bytes(size) / 2**30
+        raise ValueError(f"resize: --size {size} would need about {gib:.1f} GiB per image (RGB 16-bit); at most "
+                         f"{MAX_RESIZE} is allowed")
+    threshold = check_threshold(threshold)
     img_dir, mask_dir, out = Path(images_dir), Path(masks_dir), Path(out_dir)
     for d in (img_dir, mask_dir):
         if not d.is_dir():
             raise FileNotFoundError(f"resize: {d} is not a directory")
+    for target in (out / "images", out / "masks"):
+        for src in (img_dir, mask_dir):
+            if _same_or_inside(target, src) or _same_or_inside(src, target):
+                raise ValueError(f"resize: --out {out} would write {target} over the input folder {src}; choose an "
+                                 "--out whose images/ and masks/ are not the inputs")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"resize: --out {out} is a file; choose a folder")
     report = report if report is not None else SourceReport("resize")
     pairing = pair_by_stem(list_files(img_dir), list_files(mask_dir), mask_suffix=mask_suffix)
     pairing.report_to(report, expected=f"{mask_dir.name}/<stem>{mask_suffix}.*", root=img_dir.parent)
@@ -178,8 +215,8 @@ def resize_pairs(
         small_mask = resize_mask(mask, size)
         if mask.any() and not small_mask.any():
             report.flag(img_path.name, f"mask vanished when resized to {size}x{size}")
-        (out / "images" / f"{stem}.png").write_bytes(encode_png(small))
-        (out / "masks" / f"{stem}.png").write_bytes(encode_png(small_mask))
+        atomic_write_bytes(out / "images" / f"{stem}.png", encode_png(small))
+        atomic_write_bytes(out / "masks" / f"{stem}.png", encode_png(small_mask))
         rows.append({"stem": stem, "width": image.shape[1], "height": image.shape[0],
                      "bbox": mask_to_bbox(small_mask)})
     return rows

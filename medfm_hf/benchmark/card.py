@@ -2,30 +2,21 @@
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 
 import numpy as np
 
 from medfm_hf import __version__
-from medfm_hf.dataset_io import atomic_write_text
+from medfm_hf.benchmark import layout
+from medfm_hf.io import atomic_write_text
 from medfm_hf.records import SPLITS, Record
 
-BANDS_TEXT = """| level | SSIM to the clean image |
-|---|---|
-| 1 | 0.90 – 0.98 |
-| 2 | 0.80 – 0.90 |
-| 3 | 0.70 – 0.80 |
-| 4 | 0.60 – 0.70 |
-| 5 | 0.50 – 0.60 |"""
 
+def _bands_text() -> str:
+    from medfm_hf.calibration import BANDS
 
-def _yaml_configs(clean_splits: list[str], configs: list[str]) -> str:
-    lines = ["configs:", "- config_name: clean", "  default: true", "  data_files:"]
-    for s in clean_splits:
-        lines += [f"  - split: {s}", f"    path: data/clean/{s}-*.parquet"]
-    for c in configs:
-        lines += [f"- config_name: {c}", "  data_files:", "  - split: test", f"    path: data/{c}/test-*.parquet"]
+    lines = ["| level | SSIM to the clean image |", "|---|---|"]
+    lines += [f"| {lv} | {lo:.2f} – {hi:.2f} |" for lv, (lo, hi) in sorted(BANDS.items())]
     return "\n".join(lines)
 
 
@@ -34,12 +25,12 @@ def _gallery(out: str, infos: list[dict]) -> list[tuple[str, str]]:
     import cv2
     import pyarrow.parquet as pq
 
+    from medfm_hf.io import atomic_write_bytes
     from medfm_hf.records import decode_png, read_records_parquet
 
     made = []
     done = set()
-    clean = {r.image_id: r for r in read_records_parquet(os.path.join(out, "data", "clean",
-                                                                      "test-00000-of-00001.parquet"))}
+    clean = {r.image_id: r for r in read_records_parquet(layout.path(out, layout.clean_file("test")))}
     for info in sorted(infos, key=lambda i: (i["perturbation"], i["source"])):
         p = info["perturbation"]
         if p in done or not info["cells"]:
@@ -49,8 +40,8 @@ def _gallery(out: str, infos: list[dict]) -> list[tuple[str, str]]:
         labels = ["clean"]
         levels = sorted({c["level"] for c in info["cells"]})
         for lv in levels:
-            path = os.path.join(out, "data", f"{p}_l{lv}", f"test-{info['source']}-00000-of-00001.parquet")
-            t = pq.read_table(path, columns=["image_id", "image", "ssim"]).to_pylist()
+            file = layout.path(out, layout.perturbed_file(p, lv, info["source"]))
+            t = pq.read_table(file, columns=["image_id", "image", "ssim"]).to_pylist()
             row = next(r for r in t if r["image_id"] == image_id)
             tiles.append(decode_png(row["image"]["bytes"]))
             labels.append(f"L{lv} {row['ssim']:.2f}")
@@ -60,15 +51,17 @@ def _gallery(out: str, infos: list[dict]) -> list[tuple[str, str]]:
         for t, lab in zip(tiles, labels):
             cv2.putText(t, lab, (4, 152), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 0), 1, cv2.LINE_AA)
         strip = np.concatenate(tiles, axis=1)
-        rel = f"gallery/{p}.png"
-        os.makedirs(os.path.join(out, "gallery"), exist_ok=True)
-        cv2.imwrite(os.path.join(out, rel), cv2.cvtColor(strip, cv2.COLOR_RGB2BGR))
-        made.append((p, rel))
+        rel = layout.gallery_file(p)
+        ok, buf = cv2.imencode(".png", cv2.cvtColor(strip, cv2.COLOR_RGB2BGR))
+        if ok:
+            atomic_write_bytes(layout.path(out, rel), buf.tobytes())
+            made.append((p, rel))
         done.add(p)
     return made
 
 
-def write_card(out: str, records: list[Record], infos: list[dict], settings) -> str:
+def write_card(out: str, records: list[Record], infos: list[dict], settings) -> list[str]:
+    """Write ``README.md`` (and the gallery it shows); returns the relative paths written."""
     from medfm_hf.benchmark.report import config_table
     from medfm_hf.dataset_io import format_table, modality_table
     from medfm_hf.sources import get_source
@@ -96,7 +89,7 @@ tags:
 - medical
 - robustness
 - benchmark
-{_yaml_configs(clean_splits, configs)}
+{layout.yaml_configs(clean_splits, configs)}
 ---
 
 # medfm-robust
@@ -117,13 +110,16 @@ row["image"], row["mask"], row["bbox"], row["level"], row["ssim"], row["in_band"
 
 or with medfm_hf: `from medfm_hf.benchmark import load_config, list_configs`.
 
+`manifest.json` lists every file with its size and SHA-256 (`medfm-robust verify FOLDER` checks them);
+`bad_inputs.json` lists the inputs that were skipped or flagged, with reasons.
+
 ## Clean data
 
 {format_table(modality_table(records), markdown=True)}
 
 ## Calibration
 
-{BANDS_TEXT}
+{_bands_text()}
 
 For each (image, perturbation) one seed is derived from (global seed {settings.seed}, image id,
 perturbation); every strength tried uses a fresh generator from that seed, so the five levels show the same
@@ -165,6 +161,5 @@ Lesions in the `demo` source are synthetic (see its documentation).
 
 Built by `medfm-robust build` (medfm_hf {__version__}).
 """
-    path = os.path.join(out, "README.md")
-    atomic_write_text(path, card)
-    return path
+    atomic_write_text(layout.path(out, layout.CARD), card)
+    return [layout.CARD] + [rel for _p, rel in gallery]

@@ -1,10 +1,23 @@
-"""Typed features of the benchmark's configs."""
+"""Typed features of the benchmark's configs (config names and levels live in :mod:`.layout`)."""
 
 from __future__ import annotations
 
+from medfm_hf.benchmark.layout import config_name, parse_config_name, parse_levels
 from medfm_hf.records import clean_features
 
-PERTURBED_FIELDS = ("perturbation", "level", "strength", "ssim", "in_band", "seed", "evaluations")
+__all__ = ["PERTURBED_COLUMNS", "config_name", "parse_config_name", "parse_levels", "perturbed_features"]
+
+#: The columns a perturbed row adds to the clean row, with their ``datasets.Value`` dtypes. The builder
+#: fills exactly these from the calibration result (``benchmark/build.py::perturbed_row``).
+PERTURBED_COLUMNS: dict[str, str] = {
+    "perturbation": "string",
+    "level": "int8",
+    "strength": "float64",
+    "ssim": "float64",
+    "in_band": "bool",
+    "seed": "int64",
+    "evaluations": "int32",
+}
 
 
 def perturbed_features():
@@ -12,42 +25,6 @@ def perturbed_features():
     from datasets import Value
 
     feats = clean_features()
-    feats["perturbation"] = Value("string")
-    feats["level"] = Value("int8")
-    feats["strength"] = Value("float64")
-    feats["ssim"] = Value("float64")
-    feats["in_band"] = Value("bool")
-    feats["seed"] = Value("int64")
-    feats["evaluations"] = Value("int32")
+    for name, dtype in PERTURBED_COLUMNS.items():
+        feats[name] = Value(dtype)
     return feats
-
-
-def config_name(perturbation: str, level: int) -> str:
-    return f"{perturbation}_l{level}"
-
-
-def parse_config_name(config: str) -> tuple[str, int] | None:
-    """``"ct_metal_l3"`` -> ``("ct_metal", 3)``; ``None`` for ``clean`` or anything else.
-
-    Only the final ``_l<digit>`` is split off, so names that contain ``_s`` or ``_l`` survive intact.
-    """
-    head, sep, tail = config.rpartition("_l")
-    if sep and tail.isdigit() and head:
-        return head, int(tail)
-    return None
-
-
-def parse_levels(text: str) -> list[int]:
-    """``"1-5"``, ``"1,3,5"`` or ``"2"`` -> sorted list of levels in 1-5."""
-    out: set[int] = set()
-    for part in text.split(","):
-        part = part.strip()
-        if "-" in part:
-            a, b = part.split("-", 1)
-            out.update(range(int(a), int(b) + 1))
-        elif part:
-            out.add(int(part))
-    bad = sorted(v for v in out if v not in (1, 2, 3, 4, 5))
-    if bad or not out:
-        raise ValueError(f"levels must be within 1-5 (e.g. 1-5 or 1,3,5), got {text!r}")
-    return sorted(out)

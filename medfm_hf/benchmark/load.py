@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import os
 
+from medfm_hf.benchmark import layout
+
 
 def list_configs(path_or_repo: str) -> list[str]:
-    """Config names of a benchmark folder or Hub repo (``clean`` first)."""
+    """Config names of a benchmark folder (from its card) or Hub repo (``clean`` first)."""
     if os.path.isdir(path_or_repo):
-        card = os.path.join(path_or_repo, "README.md")
-        if not os.path.exists(card):
+        names = layout.configs_in_card(path_or_repo)
+        if names is None:
             raise FileNotFoundError(f"{path_or_repo} has no README.md: is it a medfm-robust build folder?")
-        names = []
-        with open(card, encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("- config_name:"):
-                    names.append(line.split(":", 1)[1].strip())
         return names
     from datasets import get_dataset_config_names
 
@@ -35,6 +32,6 @@ def load_config(path_or_repo: str, config: str, split: str | None = None, **kwar
         raise ValueError(
             f"unknown config {config!r} in {path_or_repo}.{hint} Valid configs: {', '.join(names)}"
         )
-    if split is None and config != "clean":
+    if split is None and config != layout.CLEAN:
         split = "test"
     return load_dataset(path_or_repo, config, split=split, **kwargs)

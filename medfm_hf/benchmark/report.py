@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from medfm_hf.benchmark.layout import config_name, parse_config_name
+
 
 def calibration_cells(infos: list[dict]) -> pd.DataFrame:
     rows = []
@@ -37,7 +39,7 @@ def config_table(infos: list[dict]) -> pd.DataFrame:
     cells = calibration_cells(infos)
     if cells.empty:
         return pd.DataFrame(columns=["config", "rows", "modalities", "in_band_rate", "mean_ssim"])
-    cells["config"] = cells["perturbation"] + "_l" + cells["level"].astype(str)
+    cells["config"] = [config_name(p, lv) for p, lv in zip(cells["perturbation"], cells["level"])]
     g = cells.groupby("config", sort=False)
     out = g.agg(rows=("in_band", "size"), modalities=("modality", lambda s: ", ".join(sorted(set(s)))),
                 in_band_rate=("in_band", "mean"), mean_ssim=("ssim", "mean")).reset_index()
@@ -45,5 +47,4 @@ def config_table(infos: list[dict]) -> pd.DataFrame:
 
 
 def _sort_key(config: str):
-    head, _, lv = config.rpartition("_l")
-    return (head, int(lv))
+    return parse_config_name(config) or (config, 0)

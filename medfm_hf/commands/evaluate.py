@@ -13,10 +13,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     from medfm_hf.evaluation.args import EvalArguments
 
     for f in dataclasses.fields(EvalArguments):
-        flag = "--" + f.name.replace("_", "-")
+        flags = ["--" + f.name.replace("_", "-")] + (["--" + f.name] if "_" in f.name else [])
         help_ = f.metadata.get("help", "")
         if f.type in (bool, "bool"):
-            parser.add_argument(flag, dest=f.name, action="store_true", help=help_)
+            parser.add_argument(*flags, dest=f.name, action="store_true", help=help_)
             continue
         kw: dict = {"dest": f.name, "help": help_}
         if f.default is dataclasses.MISSING:
@@ -25,16 +25,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
             kw["default"] = f.default
         if f.type in (int, "int", "int | None"):
             kw["type"] = int
-        parser.add_argument(flag, **kw)
+        parser.add_argument(*flags, **kw)
 
 
 def run(args: argparse.Namespace) -> int:
     from medfm_hf.evaluation.args import EvalArguments
     from medfm_hf.evaluation.report import print_summary
-    from medfm_hf.evaluation.segmentation import evaluate_segmentation
+    from medfm_hf.evaluation.runner import evaluate
 
     ea = EvalArguments(**{f.name: getattr(args, f.name) for f in dataclasses.fields(EvalArguments)})
-    res = evaluate_segmentation(ea)
+    res = evaluate(ea)
     if res is not None:
         print_summary(res["summary"])
         print(f"results in {ea.output}")

@@ -3,29 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import importlib
-import platform
+
+from medfm_hf.env import versions
 
 NAME = "info"
 HELP = "Show package versions, modalities and the registered components."
 
-_PACKAGES = ("numpy", "torch", "torchvision", "datasets", "evaluate", "transformers", "peft", "accelerate",
-             "huggingface_hub", "skimage", "cv2", "pydicom")
-
 
 def configure(parser: argparse.ArgumentParser) -> None:
     del parser
-
-
-def versions() -> dict[str, str]:
-    """Installed versions of the packages the project depends on (``missing`` where absent)."""
-    out = {"python": platform.python_version()}
-    for name in _PACKAGES:
-        try:
-            out[name] = getattr(importlib.import_module(name), "__version__", "?")
-        except Exception:  # noqa: BLE001 - report, never crash
-            out[name] = "missing"
-    return out
 
 
 def run(args: argparse.Namespace) -> int:

@@ -37,21 +37,51 @@ def read_image(path: str | Path) -> np.ndarray:
     return img
 
 
+MAX_PIXELS = 64_000_000  # calibrating a 64-megapixel image needs several GB (about 60 bytes per pixel)
+BYTES_PER_PIXEL = 60  # measured peak of calibrate() per pixel (8000x8000 grey: 3.9 GB)
+EIGHT_BIT_ONLY = (".jpg", ".jpeg", ".bmp", ".webp")
+WRITABLE = (".png", ".tif", ".tiff", *EIGHT_BIT_ONLY)
+
+
+def check_output(out: str | Path, image_path: str | Path, dtype: np.dtype) -> None:
+    """Refuse an output that is the input, has no usable extension, or cannot hold the bit depth."""
+    out, image_path = Path(out), Path(image_path)
+    ext = out.suffix.lower()
+    if ext not in WRITABLE:
+        raise ValueError(f"--out {str(out)!r} needs an image extension: {', '.join(WRITABLE)} (.png keeps it lossless)")
+    if out.exists() and out.resolve() == image_path.resolve():
+        raise ValueError(f"--out {str(out)!r} is the input image; write the perturbed image to another file")
+    if out.is_dir():
+        raise ValueError(f"--out {str(out)!r} is a folder; give a file name")
+    if np.dtype(dtype) == np.uint16 and ext in EIGHT_BIT_ONLY:
+        raise ValueError(f"the input is 16-bit but {ext} holds 8 bits; write .png or .tif to keep the bit depth")
+
+
 def write_image(path: str | Path, image: np.ndarray) -> None:
-    """Write ``image`` (RGB or grey, 8/16-bit) losslessly for PNG/TIFF."""
+    """Write ``image`` (RGB or grey, 8/16-bit) atomically; losslessly for PNG/TIFF."""
     import cv2
 
+    from medfm_hf.io import atomic_write_bytes
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     out = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
-    if not cv2.imwrite(str(path), out):
+    ok, buf = cv2.imencode(path.suffix.lower(), out)
+    if not ok:
         raise ValueError(f"cannot write {str(path)!r}; use a .png or .tif extension")
+    atomic_write_bytes(path, buf.tobytes())
 
 
 def run(args: argparse.Namespace) -> int:
     from medfm_hf.calibration import BANDS, calibrate
 
+    check_output(args.out, args.image, np.uint8)  # extension and "not the input", before reading
     image = read_image(args.image)
+    check_output(args.out, args.image, image.dtype)
+    pixels = image.shape[0] * image.shape[1]
+    if pixels > MAX_PIXELS:
+        raise ValueError(f"{args.image} has {pixels / 1e6:.0f} megapixels; calibrating it would need about "
+                         f"{pixels * BYTES_PER_PIXEL / 2**30:.1f} GiB. Downscale it first (at most "
+                         f"{MAX_PIXELS // 1_000_000} megapixels, e.g. `medfm-robust resize`)")
     (result,) = calibrate(image, args.name, image_id=Path(args.image).name, seed=args.seed, levels=(args.level,))
     write_image(args.out, result.image)
     lo, hi = BANDS[args.level]

@@ -9,8 +9,9 @@ def print_summary(summary: pd.DataFrame) -> None:
     from medfm_hf.dataset_io import format_table
 
     s = summary.copy()
-    for c in ("iou", "dice", "iou_drop", "dice_drop", "rel_iou_drop"):
-        s[c] = s[c].map(lambda v: f"{v:.4f}")
+    for c in s.columns:  # every float column (segmentation: iou, dice, drops; VLM tasks: their metrics)
+        if s[c].dtype.kind == "f":
+            s[c] = s[c].map(lambda v: f"{v:.4f}")
     print(format_table(s.to_dict("records")))
 
 

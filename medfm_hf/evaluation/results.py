@@ -2,32 +2,46 @@
 
 from __future__ import annotations
 
-import glob
 import json
 import os
-import platform
-import subprocess
 import time
-from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
 
-from medfm_hf.dataset_io import atomic_write_text
+from medfm_hf.io import atomic_write_parquet, atomic_write_text
 
 COLUMNS = ["image_id", "source", "modality", "kind", "name", "level", "strength", "ssim", "in_band", "epsilon",
            "steps", "iou", "dice", "clean_iou", "clean_dice", "iou_drop", "dice_drop", "seconds"]
+KIND_ORDER = {"clean": 0, "perturbation": 1, "attack": 2}
+PART_KEY = "medfm_run_key"  # metadata key of a part file: the run it belongs to
 
 
-def merge_parts(out: str, expected: list[str]) -> pd.DataFrame:
-    """Concatenate the batch files of a run (exactly the ``expected`` batch keys), sorted, joined to clean."""
-    from medfm_hf.evaluation.segmentation import KIND_ORDER, PARTS
+def part_run_key(path: str) -> str | None:
+    """The run key stored in a part file's metadata (``None`` if missing, unreadable or absent)."""
+    import pyarrow.parquet as pq
 
-    files = {os.path.basename(f)[: -len(".parquet")]: f for f in glob.glob(os.path.join(out, PARTS, "*.parquet"))}
-    missing = [k for k in expected if k not in files]
+    if not os.path.exists(path):
+        return None
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except Exception:  # noqa: BLE001 - a damaged part is simply redone
+        return None
+    value = meta.get(PART_KEY.encode())
+    return value.decode() if value else None
+
+
+def merge_parts(plan) -> pd.DataFrame:
+    """Concatenate the part files of ``plan``'s batches (all of the same run), sorted, joined to clean."""
+    expected = [b.key for b in plan.batches]
+    missing = [k for k in expected if not os.path.exists(plan.part_path(k))]
     if missing:
         raise RuntimeError(f"{len(missing)} batches have no results (e.g. {missing[:3]}); rerun to finish them")
-    df = pd.concat([pd.read_parquet(files[k]) for k in expected], ignore_index=True)
+    foreign = [k for k in expected if part_run_key(plan.part_path(k)) != plan.run_key]
+    if foreign:
+        raise RuntimeError(f"{len(foreign)} result parts belong to another run (e.g. {foreign[0]}); rerun with "
+                           "--overwrite")
+    df = pd.concat([pd.read_parquet(plan.part_path(k)) for k in expected], ignore_index=True)
     clean = df[df["kind"] == "clean"].set_index("image_id")
     df["clean_iou"] = df["image_id"].map(clean["iou"])
     df["clean_dice"] = df["image_id"].map(clean["dice"])
@@ -78,58 +92,42 @@ def stats_by_level(df: pd.DataFrame) -> pd.DataFrame:
     return t.drop(columns=["clean_iou"])
 
 
-def _git_revision() -> str | None:
-    try:
-        here = os.path.dirname(os.path.abspath(__file__))
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
-                              timeout=5).stdout.strip() or None
-    except Exception:  # noqa: BLE001
-        return None
+def write_results(plan, reader, accelerator, model) -> dict:
+    """Merge the parts and write the tables, ``run.json`` and the card; returns them."""
+    from medfm_hf.env import git_revision, hardware, versions
 
-
-def _hardware(accelerator) -> dict:
-    import torch
-
-    hw = {"device": str(accelerator.device), "num_processes": accelerator.num_processes,
-          "mixed_precision": accelerator.mixed_precision, "platform": platform.platform(),
-          "cpu_count": os.cpu_count()}
-    if torch.cuda.is_available():
-        hw["gpu"] = torch.cuda.get_device_name(0)
-    return hw
-
-
-def write_results(args, bench, batches, accelerator, levels, attacks, model) -> dict:
-    from medfm_hf.commands.info import versions
-
-    out = args.output
-    df = merge_parts(out, [b.key for b in batches])
-    prefix = os.path.join(out, args.model)
-    tmp = f"{prefix}_results.parquet.tmp"
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, f"{prefix}_results.parquet")
+    out = plan.output
+    df = merge_parts(plan)
+    prefix = os.path.join(out, plan.model)
+    atomic_write_parquet(df, f"{prefix}_results.parquet")
     atomic_write_text(f"{prefix}_results.csv", df.to_csv(index=False, float_format="%.6g"))
     summ = summary_table(df)
     atomic_write_text(f"{prefix}_SUMMARY.csv", summ.to_csv(index=False, float_format="%.6g"))
     stats = stats_by_level(df)
     atomic_write_text(f"{prefix}_STATS_BY_LEVEL.csv", stats.to_csv(index=False, float_format="%.6g"))
-    run = {"arguments": asdict(args), "levels": levels, "attacks": attacks, "versions": versions(),
-           "git_revision": _git_revision(), "seeds": {"attack_seed": args.seed},
-           "hardware": _hardware(accelerator), "dataset_path": bench.path,
-           "model": {"name": args.model, "pretrained": bool(getattr(model, "pretrained", False)),
-                     "checkpoint": args.checkpoint},
-           "samples": int(len(df)), "batches": len(batches), "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                                                         time.gmtime())}
-    run["arguments"].pop("push_to_hub", None)
+    arguments = {**plan.settings(), "dataset": plan.dataset, "attacks": ",".join(plan.attacks),
+                 "levels": ",".join(map(str, plan.levels)), "mixed_precision": plan.mixed_precision}
+    run = {"task": plan.task, "arguments": arguments, "levels": list(plan.levels), "attacks": list(plan.attacks),
+           "configs": list(plan.configs), "versions": versions(), "git_revision": git_revision(),
+           "seeds": {"attack_seed": plan.seed}, "hardware": hardware(accelerator), "dataset_path": plan.dataset_path,
+           "dataset": {"name": plan.dataset, "fingerprint": plan.fingerprints["dataset"],
+                       "revision": plan.fingerprints.get("dataset_revision"),
+                       "complete": plan.fingerprints["dataset_complete"],
+                       "allow_incomplete": plan.allow_incomplete},
+           "model": {"name": plan.model, "pretrained": bool(getattr(model, "pretrained", False)),
+                     "checkpoint": plan.checkpoint, "fingerprint": plan.fingerprints["checkpoint"]},
+           "run_key": plan.run_key, "samples": int(len(df)), "batches": len(plan.batches),
+           "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     atomic_write_text(os.path.join(out, "run.json"), json.dumps(run, indent=2, sort_keys=True, default=str))
-    _write_card(out, args, summ, stats)
-    if args.push_to_hub:
+    _write_card(out, plan, summ, stats)
+    if plan.push_to_hub:
         from medfm_hf.benchmark.hub import push_folder
 
-        push_folder(out, args.push_to_hub)
+        push_folder(out, plan.push_to_hub)
     return {"results": df, "summary": summ, "stats": stats, "run": run}
 
 
-def _write_card(out, args, summ, stats) -> None:
+def _write_card(out, plan, summ, stats) -> None:
     from medfm_hf.dataset_io import format_table
 
     s = summ.copy()
@@ -140,17 +138,17 @@ configs:
 - config_name: results
   data_files:
   - split: test
-    path: {args.model}_results.parquet
+    path: {plan.model}_results.parquet
 tags:
 - medfm-robust
 - robustness
 ---
 
-# Robustness results: {args.model}
+# Robustness results: {plan.model}
 
-Per-sample IoU and Dice of `{args.model}` on `{args.dataset}` (clean, perturbed, attacked), each row joined
-to the clean prediction of the same image. Files: `{args.model}_results.parquet` / `.csv` (per sample),
-`{args.model}_SUMMARY.csv`, `{args.model}_STATS_BY_LEVEL.csv`, `run.json` (arguments, versions, hardware).
+Per-sample IoU and Dice of `{plan.model}` on `{plan.dataset}` (clean, perturbed, attacked), each row joined
+to the clean prediction of the same image. Files: `{plan.model}_results.parquet` / `.csv` (per sample),
+`{plan.model}_SUMMARY.csv`, `{plan.model}_STATS_BY_LEVEL.csv`, `run.json` (arguments, versions, hardware).
 
 ## Summary
 

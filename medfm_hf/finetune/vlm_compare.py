@@ -1,177 +1,117 @@
-"""Zero-shot vs fine-tuned grounding on a benchmark's test split: clean Acc@0.5 and the drop per perturbation
-and level, in one command::
+"""Zero-shot vs fine-tuned grounding: clean Acc@0.5 and the drop per perturbation and level, in one command::
 
     python -m medfm_hf.finetune.vlm_compare --finetuned runs/medgemma_lora --dataset medfm-robust \\
         --output results/medgemma_lora_vs_zero_shot
 
-The zero-shot model is the fine-tune's own base (same family, checkpoint, options, verified by its weight
-fingerprint), so the two columns differ only by the adapter. Both answer the same prompt
-(:func:`~medfm_hf.finetune.vlm_data.grounding_question` + the family's box instruction) and are parsed in the
-family's box convention; an unparsable answer is a miss (IoU 0) in the same denominator. Targets of
-perturbed rows are the benchmark's moved boxes (geometric perturbations move ``target_bbox``).
-
-This is an evaluation: it reads ``clean/test`` and the perturbed configs (never used by training). When the
-grounding evaluator (``evaluate.py --task grounding``) is available it should produce the same numbers; this
-module is the stand-alone comparison until then.
+Both columns come from the one evaluator (``evaluate.py --task grounding``), run twice on the same selection:
+once on the fine-tune's base model (same family, checkpoint and options as recorded in the fine-tune's
+config) and once with ``--finetuned DIR`` (the base with the LoRA merged, its weight fingerprint checked).
+So both answer the same prompt, are parsed in the family's box convention, count an unparsable answer as a
+miss in the same denominator, and are scored against the benchmark's moved boxes on geometric
+perturbations. The two evaluator runs are kept under ``<output>/zero_shot`` and ``<output>/finetuned``
+(resumable); ``<output>/comparison.csv`` and ``comparison.md`` hold the joined table.
 """
 
 from __future__ import annotations
 
 import argparse
-import glob
+import json
 import logging
 import math
 import os
-import re
 import sys
-from typing import Any
 
-import numpy as np
+import pandas as pd
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["compare_grounding", "format_comparison", "grounding_eval_configs", "score_grounding"]
+__all__ = ["compare_grounding", "format_comparison"]
 
-_CONFIG_RE = re.compile(r"^(?P<pert>.+)_l(?P<level>[1-5])$")
-
-
-def grounding_eval_configs(dataset: str, configs: str = "all") -> list[tuple[str, str | None, int | None]]:
-    """``[(config, perturbation, level), ...]``: ``clean`` first, then every perturbed config that has a test
-    split (``configs`` = ``all``, ``none`` or comma-separated config names)."""
-    found = []
-    for d in sorted(glob.glob(os.path.join(dataset, "data", "*"))):
-        name = os.path.basename(d)
-        m = _CONFIG_RE.match(name)
-        if m and glob.glob(os.path.join(d, "test-*.parquet")):
-            found.append((name, m["pert"], int(m["level"])))
-    if configs == "none":
-        chosen = []
-    elif configs == "all":
-        chosen = found
-    else:
-        want = [c.strip() for c in configs.split(",") if c.strip()]
-        known = {c for c, _, _ in found}
-        bad = [c for c in want if c not in known]
-        if bad:
-            raise ValueError(f"config {bad[0]!r} has no test split in {dataset}; available: {', '.join(sorted(known))}")
-        chosen = [f for f in found if f[0] in want]
-    if not glob.glob(os.path.join(dataset, "data", "clean", "test-*.parquet")):
-        raise ValueError(f"{dataset} has no clean/test split (data/clean/test-*.parquet)")
-    return [("clean", None, None), *chosen]
+HEAD = "acc@0.5"
 
 
-def _test_rows(dataset: str, config: str, limit: int = 0) -> list[dict]:
-    import pyarrow.parquet as pq
-
-    rows: list[dict] = []
-    cols = ["image_id", "task", "image", "question", "target_bbox", "meta"]
-    for f in sorted(glob.glob(os.path.join(dataset, "data", config, "test-*.parquet"))):
-        rows += pq.read_table(f, columns=cols).to_pylist()
-    rows = sorted((r for r in rows if r.get("target_bbox")), key=lambda r: r["image_id"])
-    return rows[:limit] if limit > 0 else rows
-
-
-def score_grounding(vlm: Any, rows: list[dict], *, max_new_tokens: int = 64, batch_size: int = 8) -> dict:
-    """Acc@0.5, Acc@0.3, mean IoU and unparsable rate of ``vlm`` on grounding ``rows``."""
-    from medfm_hf.finetune.vlm_data import grounding_question, to_rgb8
-    from medfm_hf.metrics.boxes import box_iou
-    from medfm_hf.records import decode_png
-    from medfm_hf.vlm import GenerationConfig
-
-    cfg = GenerationConfig(max_new_tokens=max_new_tokens)
-    ious, bad = [], 0
-    for k in range(0, len(rows), batch_size):
-        chunk = rows[k:k + batch_size]
-        images = [to_rgb8(decode_png(r["image"]["bytes"])) for r in chunk]
-        resp = vlm.generate([(im, vlm.grounding_prompt(grounding_question(r))) for im, r in zip(images, chunk)], cfg)
-        for im, r, a in zip(images, chunk, resp):
-            h, w = im.shape[:2]
-            parsed = vlm.box_convention.parse(a.text, (w, h)) if a.ok else None
-            bad += parsed is None
-            ious.append(box_iou(parsed.box, [float(v) for v in r["target_bbox"]]) if parsed is not None else 0.0)
-    arr = np.asarray(ious, dtype=np.float64)
-    n = len(arr)
-    return {"n": n, "acc@0.5": float((arr >= 0.5).mean()) if n else math.nan,
-            "acc@0.3": float((arr >= 0.3).mean()) if n else math.nan,
-            "mean_iou": float(arr.mean()) if n else math.nan, "unparsable_rate": bad / n if n else math.nan}
-
-
-def compare_grounding(finetuned: str, dataset: str, *, configs: str = "all", limit: int = 0, device: str = "cpu",
-                      batch_size: int = 8, max_new_tokens: int = 64) -> list[dict]:
-    """One row per (config, model) with the scores and, for perturbed configs, the drop from that model's
-    clean Acc@0.5 (absolute points and relative)."""
+def compare_grounding(finetuned: str, dataset: str, output: str, *, configs: str = "all", levels: str = "1-5",
+                      limit: int | None = None, batch_size: int = 8, max_new_tokens: int | None = None,
+                      allow_incomplete: bool = False, no_progress: bool = True) -> pd.DataFrame:
+    """Run the grounding evaluator on the zero-shot base and on the fine-tune; one row per condition x level
+    with both models' Acc@0.5, mean IoU, unparsable rate and paired drop from their own clean Acc@0.5."""
+    from medfm_hf.evaluation.args import EvalArguments
+    from medfm_hf.evaluation.runner import evaluate
     from medfm_hf.finetune.load import read_finetuned_config
-    from medfm_hf.finetune.vlm_grounding import build_base_vlm, load_finetuned_vlm
 
     cfg = read_finetuned_config(finetuned)
-    tuned = load_finetuned_vlm(finetuned, device=device, batch_size=batch_size)
-    kw = dict(cfg.get("model_kwargs") or {}, batch_size=batch_size)
-    base = build_base_vlm(cfg["model"], cfg.get("checkpoint"), kw, device=device, dtype=cfg.get("vlm_dtype") or None)
-    plan = grounding_eval_configs(dataset, configs)
-    out: list[dict] = []
-    clean: dict[str, float] = {}
-    for config, pert, level in plan:
-        rows = _test_rows(dataset, config, limit)
-        for label, vlm in (("zero-shot", base), ("fine-tuned", tuned)):
-            s = score_grounding(vlm, rows, max_new_tokens=max_new_tokens, batch_size=batch_size)
-            row = {"config": config, "perturbation": pert or "clean", "level": level or 0, "model": label, **s}
-            if config == "clean":
-                clean[label] = s["acc@0.5"]
-            else:
-                row["drop"] = clean[label] - s["acc@0.5"]
-                row["relative_drop"] = row["drop"] / clean[label] if clean[label] > 0 else math.nan
-            out.append(row)
-            logger.info("%s %s: Acc@0.5 %.3f (n=%d)", config, label, s["acc@0.5"], s["n"])
-    return out
+    if cfg.get("task") != "grounding":
+        raise ValueError(f"{finetuned} is not a grounding fine-tune (task {cfg.get('task')!r})")
+    kwargs = dict(cfg.get("model_kwargs") or {})
+    if cfg.get("vlm_dtype"):
+        kwargs["dtype"] = cfg["vlm_dtype"]  # the fine-tune's base precision for both columns
+    common = dict(model=cfg["model"], dataset=dataset, task="grounding", checkpoint=cfg.get("checkpoint"),
+                  model_kwargs=json.dumps(kwargs), configs=configs, levels=levels, limit=limit,
+                  batch_size=batch_size, max_new_tokens=max_new_tokens, allow_incomplete=allow_incomplete,
+                  no_progress=no_progress)
+    stats = {}
+    for label, ft in (("zero_shot", None), ("finetuned", finetuned)):
+        res = evaluate(EvalArguments(output=os.path.join(output, label), finetuned=ft, **common))
+        stats[label] = res["stats"] if res is not None else None
+    if stats["zero_shot"] is None:  # not the main process
+        return pd.DataFrame()
+    keys = ["kind", "name", "level"]
+    cols = ["n", HEAD, "mean_iou", "unparsable_rate", f"clean_{HEAD}", f"{HEAD}_drop", f"rel_{HEAD}_drop"]
+    z = stats["zero_shot"][keys + cols].rename(columns={c: f"zero_shot_{c}" for c in cols})
+    f = stats["finetuned"][keys + cols].rename(columns={c: f"finetuned_{c}" for c in cols})
+    table = z.merge(f, on=keys, how="outer", sort=False)
+    if not (table["zero_shot_n"] == table["finetuned_n"]).all():
+        raise RuntimeError("the two evaluator runs scored different samples; rerun both with the same selection")
+    return table
 
 
-def format_comparison(rows: list[dict]) -> str:
-    """A markdown table: per config, zero-shot and fine-tuned Acc@0.5 and drop (points)."""
-    by: dict[str, dict[str, dict]] = {}
-    for r in rows:
-        by.setdefault(r["config"], {})[r["model"]] = r
-    lines = ["| config | perturbation | level | n | zero-shot Acc@0.5 | fine-tuned Acc@0.5 | zero-shot drop | "
-             "fine-tuned drop |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+def format_comparison(table: pd.DataFrame) -> str:
+    """A markdown table: per condition and level, both models' Acc@0.5 (%) and paired drop (points)."""
 
-    def f(v: float | None) -> str:
+    def pct(v: float) -> str:
         return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
 
-    for config, d in by.items():
-        z, t = d["zero-shot"], d["fine-tuned"]
-        lines.append(f"| {config} | {z['perturbation']} | {z['level'] or '-'} | {z['n']} | {f(z['acc@0.5'])} | "
-                     f"{f(t['acc@0.5'])} | {f(z.get('drop'))} | {f(t.get('drop'))} |")
+    lines = ["| condition | level | n | zero-shot Acc@0.5 | fine-tuned Acc@0.5 | zero-shot drop | fine-tuned drop |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in table.to_dict("records"):
+        clean = r["kind"] == "clean"
+        lines.append(f"| {r['name']} | {'-' if clean else r['level']} | {int(r['zero_shot_n'])} | "
+                     f"{pct(r[f'zero_shot_{HEAD}'])} | {pct(r[f'finetuned_{HEAD}'])} | "
+                     f"{'-' if clean else pct(r[f'zero_shot_{HEAD}_drop'])} | "
+                     f"{'-' if clean else pct(r[f'finetuned_{HEAD}_drop'])} |")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m medfm_hf.finetune.vlm_compare", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m medfm_hf.finetune.vlm_compare",
+                                description="zero-shot vs fine-tuned grounding (clean Acc@0.5, drop per perturbation "
+                                            "x level)")
     p.add_argument("--finetuned", required=True, help="output folder of finetune.py --task grounding")
-    p.add_argument("--dataset", required=True, help="benchmark folder (clean/test and perturbed configs)")
-    p.add_argument("--output", default="", help="folder for comparison.csv and comparison.md")
-    p.add_argument("--configs", default="all", help="all, none (clean only) or comma-separated config names")
-    p.add_argument("--limit", type=int, default=0, help="first N test rows per config (0: all)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--dataset", required=True, help="benchmark folder or Hub dataset id")
+    p.add_argument("--output", required=True, help="results folder (two evaluator runs + comparison.csv/.md)")
+    p.add_argument("--configs", default="all", help="as evaluate.py: all, none or comma-separated configs")
+    p.add_argument("--levels", default="1-5")
+    p.add_argument("--limit", type=int, default=None, help="first N clean test images")
     p.add_argument("--batch_size", type=int, default=8)
-    p.add_argument("--max_new_tokens", type=int, default=64)
+    p.add_argument("--max_new_tokens", type=int, default=None)
+    p.add_argument("--allow_incomplete", action="store_true")
     a = p.parse_args(argv)
-    from medfm_hf.finetune.load import FinetunedLoadError
+    from medfm_hf.errors import USER_ERRORS, report_error
 
     try:
-        rows = compare_grounding(a.finetuned, a.dataset, configs=a.configs, limit=a.limit, device=a.device,
-                                 batch_size=a.batch_size, max_new_tokens=a.max_new_tokens)
-    except (ValueError, FinetunedLoadError) as exc:
-        print(f"vlm_compare: error: {exc}", file=sys.stderr)
-        return 2
-    table = format_comparison(rows)
-    print(table)
-    if a.output:
-        import pandas as pd
+        table = compare_grounding(a.finetuned, a.dataset, a.output, configs=a.configs, levels=a.levels,
+                                  limit=a.limit, batch_size=a.batch_size, max_new_tokens=a.max_new_tokens,
+                                  allow_incomplete=a.allow_incomplete)
+    except (*USER_ERRORS, ValueError) as exc:
+        return report_error("vlm_compare", exc)
+    if table.empty:
+        return 0
+    from medfm_hf.io import atomic_write_text
 
-        from medfm_hf.dataset_io import atomic_write_text
-
-        os.makedirs(a.output, exist_ok=True)
-        atomic_write_text(os.path.join(a.output, "comparison.csv"), pd.DataFrame(rows).to_csv(index=False))
-        atomic_write_text(os.path.join(a.output, "comparison.md"), table + "\n")
+    md = format_comparison(table)
+    atomic_write_text(os.path.join(a.output, "comparison.csv"), table.to_csv(index=False, float_format="%.6g"))
+    atomic_write_text(os.path.join(a.output, "comparison.md"), md + "\n")
+    print(md)
     return 0
 
 

@@ -1,12 +1,11 @@
 """Grounding training data for vision-language models: prompts, box targets and loss-masked batches.
 
 * **Rows**: ``clean/train`` to fit and ``clean/validation`` to select, read through
-  :func:`medfm_hf.finetune.data.split_files` (which refuses ``test``); a row is used when it has a
-  ``target_bbox``.
-* **Prompt**: :func:`grounding_question` (the row's question for ``task == "grounding"`` rows, otherwise
-  ``Locate <grounding phrase> in the image.``) followed by the family's box instruction
-  (:meth:`~medfm_hf.vlm.base.VisionLanguageModel.grounding_prompt`), rendered by the family's own prompt format
-  -- the very text the evaluation sends.
+  :func:`medfm_hf.finetune.data.split_files` (which refuses ``test``).
+* **Prompt**: :func:`grounding_prompt` is the grounding evaluator's own prompt
+  (:data:`medfm_hf.tasks.grounding.GROUNDING`: the grounding phrase or question, then the family's box
+  instruction), rendered by the family's prompt format -- the very text ``evaluate.py --task grounding``
+  sends; rows are chosen by the same rule (:func:`is_grounding_row`).
 * **Target**: :func:`format_box` writes the pixel box in the family's declared
   :class:`~medfm_hf.vlm.base.BoxConvention` (MedGemma ``{"box_2d": [y0, x0, y1, x1]}`` on 0-1000; LLaVA-Med
   ``[x0, y0, x1, y1]`` fractions of the image padded to a centred square), so that
@@ -19,7 +18,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -40,21 +38,26 @@ __all__ = [
     "GroundingSplit",
     "encode_training_batch",
     "format_box",
-    "grounding_question",
+    "grounding_prompt",
+    "is_grounding_row",
     "read_grounding_split",
 ]
 
 
-def grounding_question(row: dict) -> str:
-    """The referring question of a row: its own question for a grounding row, else one built from the
-    ``grounding_phrase`` in its metadata (the demo set's lesion noun)."""
-    meta = row.get("meta") or {}
-    if isinstance(meta, str):
-        meta = json.loads(meta) if meta else {}
-    if row.get("task") == "grounding" and row.get("question"):
-        return str(row["question"]).strip()
-    phrase = meta.get("grounding_phrase") or "the lesion"
-    return f"Locate {phrase} in the image."
+def grounding_prompt(row: dict, vlm: Any) -> str:
+    """The user prompt of a row, exactly as the grounding evaluator builds it: the task spec
+    (:data:`medfm_hf.tasks.grounding.GROUNDING`: ``Locate <grounding phrase> in this image.`` or the row's
+    question, then the family's box instruction) in the family's template."""
+    from medfm_hf.tasks.grounding import GROUNDING
+
+    return GROUNDING.prompt(row, vlm)
+
+
+def is_grounding_row(row: dict) -> bool:
+    """Whether the grounding evaluator would ask about this row (target box plus phrase or question)."""
+    from medfm_hf.tasks.grounding import GROUNDING
+
+    return GROUNDING.wants(row)
 
 
 def read_grounding_split(dataset: str, split: str) -> list[dict]:
@@ -68,7 +71,7 @@ def read_grounding_split(dataset: str, split: str) -> list[dict]:
     bad = [r["image_id"] for r in rows if r.get("split") not in (None, split)]
     if bad:
         raise FinetuneDataError(f"clean/{split} holds rows whose split field is not {split!r} (e.g. {bad[:3]})")
-    keep = [r for r in rows if r.get("target_bbox")]
+    keep = [r for r in rows if is_grounding_row(r)]
     if not keep:
         raise FinetuneDataError(f"clean/{split} of {dataset} has no row with a target_bbox (grounding); build a "
                                 "benchmark from a grounding source (mecovqa) or the demo set")
@@ -131,8 +134,10 @@ class GroundingExample:
 
 
 def to_rgb8(image: np.ndarray) -> np.ndarray:
-    if image.dtype == np.uint16:
-        image = (image.astype(np.float32) / 65535.0 * 255.0).round().astype(np.uint8)
+    """The image a VLM is shown, as the evaluator converts it (uint16 / 257, grey repeated to RGB)."""
+    from medfm_hf.tasks.evaluation import to_rgb_uint8
+
+    image = to_rgb_uint8(image)
     if image.ndim == 2:
         image = np.repeat(image[..., None], 3, axis=2)
     return np.ascontiguousarray(image)
@@ -186,7 +191,7 @@ class GroundingSplit:
                 target = [float(v) for v in moved.bbox]
         image = to_rgb8(image)
         h, w = image.shape[:2]
-        prompt = self.vlm.grounding_prompt(grounding_question(r))
+        prompt = grounding_prompt(r, self.vlm)
         answer = format_box(target, self.vlm.box_convention, (w, h))
         return GroundingExample(index, r["image_id"], image, prompt, target, answer)
 

@@ -9,11 +9,13 @@ A convention is an *order* and a *scale*, written ``"{order}_{scale}"``:
 ===============  ==========================================================================
 order            ``xyxy`` -- ``[x0, y0, x1, y1]``; ``yxyx`` -- ``[y0, x0, y1, x1]`` (Gemini, MedGemma)
 scale            ``norm`` -- fractions of the side in ``[0, 1]``; ``1000`` -- integers in ``[0, 1000]``
-                 (Gemini/MedGemma ``box_2d``, Qwen-VL ``<box>``); ``pixel`` -- pixels of the image
+                 (Gemini/MedGemma ``box_2d``, Qwen-VL ``<box>``); ``1024`` -- PaliGemma location
+                 tokens ``<loc0000>``-``<loc1023>`` (bins of 1/1024 of the side); ``pixel`` -- pixels
 ===============  ==========================================================================
 
 Text forms read: JSON (``{"box_2d": [...]}``, ``{"bbox": [...]}``, ``{"x_min": .., "y_min": .., ...}``,
 lists of such objects -- the first is used), ``<box>...</box>`` / ``<|box_start|>...<|box_end|>`` tags,
+four PaliGemma ``<locNNNN>`` tokens (``y0 x0 y1 x1``, 1024 bins),
 bracketed or bare lists of four numbers, two corner points ``(x0, y0), (x1, y1)``, and named
 coordinates in prose (``x_min = 12, y_min = 30, ...``). Corners given in reverse (or mixed) order are
 sorted. A text with no readable box gives ``None``: the caller counts it as a miss.
@@ -21,10 +23,14 @@ sorted. A text with no readable box gives ``None``: the caller counts it as a mi
 ``box_format="auto"`` chooses a convention and says why (:attr:`ParsedBox.reason`):
 
 1. a cue in the text wins: ``box_2d`` means ``yxyx_1000`` (Gemini's documented format), named keys give
-   the order, a ``<box>``/``<|box_start|>`` tag means ``1000`` scale (Qwen-VL);
+   the order, a ``<box>``/``<|box_start|>`` tag means ``1000`` scale (Qwen-VL), four ``<locNNNN>`` tokens
+   mean ``yxyx_1024`` (PaliGemma);
 2. otherwise the order is ``xyxy``, and the scale is ``norm`` if every value is in ``[0, 1]`` (and at
    least one is fractional or the box is ``[0, 0, 1, 1]``), ``1000`` if a value exceeds the image side
    it belongs to but none exceeds 1000, else ``pixel``.
+
+With a given convention the numbers are read in it, except that named coordinates (``x_min = ..``,
+``{"ymin": ..}``) keep their own order (the given scale still applies).
 
 Rule 2 cannot see a y-first box without a cue, nor a ``1000``-scale box that happens to fit inside the
 image: when the model's convention is known (it is set by the prompt), pass it explicitly.
@@ -57,6 +63,8 @@ BOX_FORMATS: tuple[str, ...] = (
     "yxyx_norm",
     "yxyx_1000",
     "yxyx_pixel",
+    "xyxy_1024",
+    "yxyx_1024",
 )
 
 _NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
@@ -71,6 +79,8 @@ _POINTS_RE = re.compile(
 _TAG_RE = re.compile(
     r"<\|?box(?:_start)?\|?>(.*?)<\|?(?:/box|box_end)\|?>", flags=re.IGNORECASE | re.DOTALL
 )
+# PaliGemma detection output: four location tokens, y0 x0 y1 x1, each a bin of 1/1024 of the side
+_LOC_RE = re.compile(r"<loc(\d{4})>\s*<loc(\d{4})>\s*<loc(\d{4})>\s*<loc(\d{4})>")
 _JSON_CANDIDATE_RE = re.compile(r"[\[{]")
 _BOX_2D_TEXT_RE = re.compile(r"\bbox_2d\b", flags=re.IGNORECASE)
 
@@ -100,7 +110,8 @@ class ParsedBox:
     reason : str
         Why that convention: ``"given"`` when passed explicitly, else the ``auto`` rule that chose it.
     source : str
-        Which text form held the numbers (``json``, ``json-named``, ``tag``, ``points``, ``named``, ``list``).
+        Which text form held the numbers (``json``, ``json-named``, ``tag``, ``loc``, ``points``, ``named``,
+        ``list``).
     """
 
     box: list[float]
@@ -144,6 +155,8 @@ def convert_box(raw: Sequence[float], box_format: str, image_size: tuple[int, in
         sx, sy = float(width), float(height)
     elif scale == "1000":
         sx, sy = width / 1000.0, height / 1000.0
+    elif scale == "1024":
+        sx, sy = width / 1024.0, height / 1024.0
     else:
         sx = sy = 1.0
     x0, x1 = sorted((x0 * sx, x1 * sx))
@@ -301,6 +314,9 @@ def _find_numbers(text: str) -> tuple[list[float], str, str | None] | None:
 
 
 def _from_text(text: str) -> tuple[list[float], str, str | None] | None:
+    m = _LOC_RE.search(text)
+    if m is not None:
+        return [float(v) for v in m.groups()], "loc", "yxyx_1024"
     for m in _TAG_RE.finditer(text):
         inner = m.group(1)
         nums = _NUM_RE.findall(inner)
@@ -319,6 +335,8 @@ def _from_text(text: str) -> tuple[list[float], str, str | None] | None:
 
 
 def _auto_format(raw: Sequence[float], cue: str | None, image_size: tuple[int, int]) -> tuple[str, str]:
+    if cue == "yxyx_1024":
+        return cue, "<locNNNN> tokens: PaliGemma y0 x0 y1 x1 in 1024 bins"
     if cue in BOX_FORMATS:
         return cue, "box_2d: Gemini/MedGemma [y0, x0, y1, x1] in 0-1000"
     order = "xyxy"
@@ -382,6 +400,9 @@ def parse_box(text: Any, image_size: tuple[int, int], box_format: str = "auto") 
         return None
     if box_format == "auto":
         fmt, reason = _auto_format(raw, cue, size)
+    elif cue == "xyxy" and not box_format.startswith("xyxy"):
+        # named coordinates (x_min = .., y_min = ..) state their order: keep the given scale only
+        fmt, reason = "xyxy_" + box_format.split("_")[1], "given scale; order from named coordinates"
     else:
         fmt, reason = box_format, "given"
     box = convert_box(raw, fmt, size)

@@ -206,6 +206,8 @@ def _ngrams(tokens: Sequence[str], max_n: int) -> Counter:
 
 
 def _check_refs(hypotheses: Sequence[Any], references: Sequence[Any]) -> None:
+    if len(hypotheses) == 0:
+        raise ValueError("no predictions: BLEU and CIDEr-D need at least one caption and its references")
     if len(hypotheses) != len(references):
         raise ValueError(
             f"got {len(hypotheses)} predictions and {len(references)} reference lists; pass one list per prediction"
@@ -287,6 +289,7 @@ def cider_d_from_tokens(
     references: Sequence[Sequence[Sequence[str]]],
     n: int = 4,
     sigma: float = 6.0,
+    idf_references: Sequence[Sequence[Sequence[str]]] | None = None,
 ) -> dict[str, Any]:
     """CIDEr-D of tokenised captions (COCO's ``Cider`` scorer).
 
@@ -298,6 +301,10 @@ def cider_d_from_tokens(
         Highest n-gram order.
     sigma : float
         Width of the Gaussian length penalty.
+    idf_references : sequence of (sequence of token lists), optional
+        The reference sets (one per image) the document frequencies come from; default ``references``
+        (COCO). Pass a fixed set -- e.g. the clean references of the same images -- so that scores of
+        different subsets or conditions share one IDF and stay comparable.
 
     Returns
     -------
@@ -308,10 +315,13 @@ def cider_d_from_tokens(
     if not hypotheses:
         return {"cider": float("nan"), "per_sample_cider": []}
     ref_counts = [[_ngrams(r, n) for r in refs] for refs in references]
+    idf_counts = ref_counts if idf_references is None else [[_ngrams(r, n) for r in refs] for refs in idf_references]
+    if not idf_counts:
+        raise ValueError("idf_references is empty: pass at least one reference set")
     doc_freq: Counter = Counter()
-    for counts in ref_counts:
+    for counts in idf_counts:
         doc_freq.update(set().union(*(c.keys() for c in counts)))
-    log_num_docs = math.log(float(len(references)))
+    log_num_docs = math.log(float(len(idf_counts)))
 
     def tfidf(counts: Counter) -> tuple[list[dict], list[float], int]:
         vec: list[dict] = [{} for _ in range(n)]

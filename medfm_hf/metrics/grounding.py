@@ -7,6 +7,7 @@ denominator and is also counted in ``num_unparsable``.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -75,9 +76,16 @@ def grounding_scores(
     boxes: list[list[float] | None] = []
     formats: list[str | None] = []
     for i, (pred, ref, size) in enumerate(zip(predictions, references, image_sizes)):
-        ref = [float(v) for v in ref]
-        if len(ref) != 4 or ref[2] < ref[0] or ref[3] < ref[1]:
-            raise ValueError(f"reference {i} must be a pixel [x0, y0, x1, y1] box with x0 <= x1, y0 <= y1; got {ref}")
+        try:
+            ref = [float(v) for v in ref]
+        except (TypeError, ValueError):
+            raise ValueError(f"reference {i} must be a pixel [x0, y0, x1, y1] box of numbers; got {ref!r}") from None
+        if len(ref) != 4 or not all(math.isfinite(v) for v in ref):
+            raise ValueError(f"reference {i} must be four finite numbers [x0, y0, x1, y1] (no NaN or inf); got {ref}; "
+                             "fix the dataset row")
+        if ref[2] < ref[0] or ref[3] < ref[1]:
+            raise ValueError(f"reference {i} is inverted: a pixel [x0, y0, x1, y1] box needs x0 <= x1 and y0 <= y1; "
+                             f"got {ref}")
         parsed = parse_box(pred, tuple(size), box_format)
         if parsed is None:
             ious.append(0.0)

@@ -13,6 +13,11 @@ tried in this order (the first rule that fires decides):
 5. exactly one upper-case option letter stands alone before punctuation or the end: ``"I'd pick C."``
    (``"A or B."`` names two letters: ambiguous).
 
+Two guards come before rules 2-5: a **hedge** -- more than one option letter standing alone
+(``"A B C D"``, ``"A/B/C/D"``, ``"(A)(B)"``, ``"either A or B"``, ``"A and C are both possible"``) -- is ambiguous, and a **negation** of an
+option (``"It is not D."``, ``"not pneumonia"``, ``"neither A nor B"``) is unparsable (``negated``), even when
+another option is named as well (``"B, not A"``): credit needs one plain choice.
+
 Anything else -- no letter, several options named, a letter outside the options, an empty answer -- is
 *unparsable* and counts as wrong (it stays in the denominator and is reported separately).
 
@@ -55,7 +60,15 @@ _PHRASE_RE = re.compile(
 _LEADING_RE = re.compile(r"^\s*[\(\[]?([A-Za-z])\s*[\)\]\.:]")
 _LOOSE_LETTER_RE = re.compile(r"(?<![A-Za-z'])([A-Z])(?=\s*[\.\)\]:,;!]|\s*$)")
 _ALTERNATIVE_RE = re.compile(r"(?<![A-Za-z'])([A-Z])(?=\s+(?:or|and)\b)")  # "A or B": both named
+_ALTERNATIVE_AFTER_RE = re.compile(r"\b(?:or|and)\s+([A-Z])(?![A-Za-z'])")  # "A and C are both ...": C too
 _OPTION_LABEL_RE = re.compile(r"^\s*[\(\[]?[A-Za-z][\)\]\.:]\s+")
+# An upper-case letter standing alone and not starting an English phrase ("A pneumothorax", "I think").
+_STANDALONE_RE = re.compile(r"(?<![A-Za-z'])([A-Z])(?![A-Za-z'])(?!\s+[a-z])")
+_NEGATION_RE = re.compile(
+    r"\b(?:not|no|never|neither|nor|except|excluding|without|ruled?\s+out|rules\s+out|isn't|aren't|wasn't|"
+    r"can't|cannot|don't|doesn't)\b[\s:,\-]*(?:(?:option|choice|answer|the|a|an|is|be)\s+)*",
+    flags=re.IGNORECASE,
+)
 
 
 def normalize_answer(text: str) -> str:
@@ -75,6 +88,26 @@ def normalize_answer(text: str) -> str:
 def _option_text(option: str) -> str:
     """An option's text without a leading ``"A. "`` label, normalised."""
     return normalize_answer(_OPTION_LABEL_RE.sub("", str(option)))
+
+
+_ECHO_RE = re.compile(r"\boptions?\s*:", flags=re.IGNORECASE)  # an echoed "Options: A) ... B) ..." list
+
+
+def _negates_an_option(raw: str, options: Sequence[str], letters: list[str]) -> bool:
+    """Whether a negation word is directly followed by an option letter or an option's text."""
+    texts = [t for o in options if (t := _option_text(o))]
+    for m in _NEGATION_RE.finditer(raw):
+        whole = f"{normalize_answer(raw[m.start() :])} "
+        if any(whole.startswith(f"{t} ") for t in texts):
+            continue  # the negation belongs to an option's own text ("No pneumonia")
+        rest = raw[m.end() :]
+        lm = re.match(r"[\(\[]?([A-Za-z])(?![A-Za-z'])", rest)
+        if lm and lm.group(1).upper() in letters and (lm.group(1).isupper() or lm.group(0).startswith(("(", "["))):
+            return True
+        norm = f"{normalize_answer(rest)} "
+        if any(norm.startswith(f"{t} ") for t in texts):
+            return True
+    return False
 
 
 def _letters(n: int) -> list[str]:
@@ -106,6 +139,9 @@ def parse_choice(text: Any, options: Sequence[str]) -> tuple[str | None, str]:
     >>> parse_choice("pneumothorax", ["Pneumonia", "Pneumothorax"])
     ('B', 'text')
     """
+    if options is None or isinstance(options, str):
+        raise ValueError(f"options must be a list of option texts, got {options!r}; use vqa_scores with an empty "
+                         "option list for open questions")
     letters = _letters(len(options))
     if text is None or not str(text).strip():
         return None, "empty"
@@ -118,6 +154,12 @@ def parse_choice(text: Any, options: Sequence[str]) -> tuple[str | None, str]:
     m = _WHOLE_LETTER_RE.match(raw)
     if m:
         return _check(m.group(1), "letter")
+    if _negates_an_option(raw, options, letters):
+        return None, "negated"
+    named = {c for c in _STANDALONE_RE.findall(raw) + _ALTERNATIVE_RE.findall(raw) + _ALTERNATIVE_AFTER_RE.findall(raw)
+             if c in letters}
+    if len(named) > 1 and not _ECHO_RE.search(raw):
+        return None, "ambiguous"
     out_of_range = False
     for m in _PHRASE_RE.finditer(raw):
         opened, letter, closer = m.group(1), m.group(2), m.group(3)

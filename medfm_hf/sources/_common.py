@@ -444,11 +444,9 @@ def read_split_file(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def write_split_file(path: str | os.PathLike[str], data: Mapping[str, Any]) -> None:
     """Write the split file atomically (temporary file + rename), with sorted keys."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, p)
+    from medfm_hf.io import atomic_write_text
+
+    atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
 def resolve_splits(

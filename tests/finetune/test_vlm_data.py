@@ -13,7 +13,7 @@ from medfm_hf.finetune.vlm_data import (
     answer_suffix,
     encode_training_batch,
     format_box,
-    grounding_question,
+    grounding_prompt,
     image_token_ids,
     read_grounding_split,
 )
@@ -107,18 +107,18 @@ def test_box_targets_round_trip_through_the_family_parser(conv, size):
 
 
 def test_targets_are_in_the_declared_convention_and_the_prompt_is_the_evaluation_prompt(demo_bench):
+    from medfm_hf.tasks.grounding import GROUNDING
+
     rows = read_grounding_split(demo_bench, "train")
     for name, expect in (("medgemma", '{"box_2d": ['), ("llava_med", "[0.")):
         v = create_vlm(name, size="tiny")
         ex = GroundingSplit(rows, v, seed=0, train=True)[(0, 0)]
         assert ex.answer.startswith(expect)
-        assert ex.prompt == v.grounding_prompt(grounding_question(rows[0]))
-        assert v.box_convention.instruction in ex.prompt
+        # the grounding evaluator's prompt for the same row and family, box instruction included
+        assert ex.prompt == GROUNDING.prompt(rows[0], v) == grounding_prompt(rows[0], v)
+        assert ex.prompt.startswith("Locate the ") and ex.prompt.endswith(v.box_convention.instruction)
         h, w = ex.image.shape[:2]
         assert np.allclose(v.box_convention.parse(ex.answer, (w, h)).box, rows[0]["target_bbox"], atol=w * 1e-3)
-    assert grounding_question({"task": "grounding", "question": "Where is the nodule?"}) == "Where is the nodule?"
-    assert grounding_question({"task": "segmentation", "meta": '{"grounding_phrase": "the polyp"}'}) == \
-        "Locate the polyp in the image."
 
 
 def test_perturbation_augment_moves_the_target_box_with_the_image(demo_bench):

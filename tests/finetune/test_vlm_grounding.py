@@ -306,49 +306,29 @@ def test_bf16_run_loads_and_refuses_other_base_weights(demo_bench, tmp_path, fre
         load_finetuned_vlm(str(bad))
 
 
-def test_comparison_table_scores_both_models_on_clean_and_perturbed(demo_bench, tmp_path):
+def test_evaluator_loads_the_finetune_and_the_comparison_joins_both_runs(demo_bench, tmp_path, monkeypatch):
+    """``evaluate.py --task grounding --finetuned DIR`` (through the one evaluator) and the one-command
+    zero-shot vs fine-tuned table on clean and a geometric perturbation."""
     from medfm_hf.benchmark.build import run_shard
-    from medfm_hf.finetune.vlm_compare import compare_grounding, format_comparison, score_grounding
-    from medfm_hf.finetune.vlm_data import format_box, to_rgb8
-    from medfm_hf.records import decode_png
-    from medfm_hf.vlm import Response
+    from medfm_hf.finetune.vlm_compare import compare_grounding, format_comparison
 
     bench = tmp_path / "bench"
     shutil.copytree(demo_bench, bench)
     run_shard(str(bench), "demo", "translate", [2], 0)
+    _scripted(monkeypatch, {0: 0.0, 1: 0.5})  # select the trained step, so the adapter is not a no-op
     out = tmp_path / "run"
-    run_grounding_finetune(*gargs(str(bench), out, max_steps=1, eval_steps=1))
-    rows = compare_grounding(str(out), str(bench), limit=3)
-    assert [(r["config"], r["model"]) for r in rows] == [("clean", "zero-shot"), ("clean", "fine-tuned"),
-                                                         ("translate_l2", "zero-shot"), ("translate_l2", "fine-tuned")]
-    for r in rows[2:]:
-        clean = next(c for c in rows if c["config"] == "clean" and c["model"] == r["model"])
-        assert r["drop"] == clean["acc@0.5"] - r["acc@0.5"] and r["n"] == 3
-    assert "| translate_l2 | translate | 2 | 3 |" in format_comparison(rows)
-
-    # the scorer itself, against an oracle that answers the reference box and one that answers nonsense
-    import pyarrow.parquet as pq
-
-    test_rows = pq.read_table(bench / "data" / "translate_l2" / "test-demo-00000-of-00001.parquet").to_pylist()
-    v = create_vlm("medgemma", size="tiny")
-
-    class Oracle:
-        box_convention = v.box_convention
-        grounding_prompt = staticmethod(v.grounding_prompt)
-
-        def __init__(self, good: bool):
-            self.good = good
-
-        def generate(self, inputs, cfg):
-            out = []
-            for (img, _), r in zip(inputs, self.rows):
-                h, w = img.shape[:2]
-                out.append(Response(format_box(r["target_bbox"], v.box_convention, (w, h)) if self.good else "no"))
-            return out
-
-    for good, acc in ((True, 1.0), (False, 0.0)):
-        o = Oracle(good)
-        o.rows = test_rows
-        s = score_grounding(o, test_rows, batch_size=len(test_rows))
-        assert s["acc@0.5"] == acc and s["unparsable_rate"] == (0.0 if good else 1.0)
-        assert s["n"] == len(test_rows) and to_rgb8(decode_png(test_rows[0]["image"]["bytes"])).ndim == 3
+    assert run_grounding_finetune(*gargs(str(bench), out, max_steps=1, eval_steps=1))["selected_step"] == 1
+    table = compare_grounding(str(out), str(bench), str(tmp_path / "cmp"), allow_incomplete=True, limit=3,
+                              batch_size=3)
+    assert [(r["kind"], r["name"], r["level"]) for r in table.to_dict("records")] == \
+        [("clean", "clean", 0), ("perturbation", "translate", 2)]
+    for m in ("zero_shot", "finetuned"):
+        pert = table.iloc[1]
+        assert pert[f"{m}_n"] == 3
+        assert abs(pert[f"{m}_acc@0.5_drop"] - (table.iloc[0][f"{m}_acc@0.5"] - pert[f"{m}_acc@0.5"])) < 1e-12
+    runs = {m: json.load(open(tmp_path / "cmp" / m / "run.json")) for m in ("zero_shot", "finetuned")}
+    assert runs["zero_shot"]["model"]["model_id"] == "medgemma:tiny-random@seed=0"
+    assert runs["finetuned"]["model"]["model_id"].startswith("medgemma:tiny-random@seed=0+lora:")
+    assert runs["finetuned"]["arguments"]["finetuned"] == str(out)
+    md = format_comparison(table)
+    assert md.count("\n") == 3 and "| translate | 2 | 3 |" in md

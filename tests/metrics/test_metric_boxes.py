@@ -121,6 +121,8 @@ def test_convert_box_every_format_round_trip():
         "yxyx_norm": [y0 / h, x0 / w, y1 / h, x1 / w],
         "xyxy_1000": [x0 / w * 1000, y0 / h * 1000, x1 / w * 1000, y1 / h * 1000],
         "yxyx_1000": [y0 / h * 1000, x0 / w * 1000, y1 / h * 1000, x1 / w * 1000],
+        "xyxy_1024": [x0 / w * 1024, y0 / h * 1024, x1 / w * 1024, y1 / h * 1024],
+        "yxyx_1024": [y0 / h * 1024, x0 / w * 1024, y1 / h * 1024, x1 / w * 1024],
     }
     assert set(raw) == set(BOX_FORMATS)
     for fmt, numbers in raw.items():
