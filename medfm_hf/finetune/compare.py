@@ -209,9 +209,18 @@ def compare_strategies(args: CompareArguments) -> pd.DataFrame:
                "val_iou": float(cfg["selected_validation"]["iou"]),
                **robustness_row(_results_frame(res, out, args.model))}
         rows.append(row)
+        write_ranking(args, rows, strategies)
         logger.info("== %s done in %.0f s: %s", strategy, time.perf_counter() - t0,
                     {k: round(v, 4) for k, v in row.items() if isinstance(v, float)})
+    return write_ranking(args, rows, strategies)
+
+
+def write_ranking(args: CompareArguments, rows: list[dict], strategies: list[str]) -> pd.DataFrame:
+    """Write ranking.csv/.md/.png and compare.json for the rows so far (called after every strategy)."""
     table = pd.DataFrame(rows)
+    if strategies and os.path.exists(os.path.join(args.output, "train", strategies[0], "training_log.json")):  # the base model's validation IoU is every run's step-0 validation
+        with open(os.path.join(args.output, "train", strategies[0], "training_log.json"), encoding="utf-8") as fh:
+            table.loc[table["strategy"] == BASELINE, "val_iou"] = json.load(fh)["validation"][0]["iou"]
     key = "perturbed_iou" if "perturbed_iou" in table else "clean_iou"
     table = table.sort_values(key, ascending=False, kind="stable").reset_index(drop=True)
     table.insert(0, "rank", np.arange(1, len(table) + 1))

@@ -37,9 +37,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
 from medfm_hf.dataset_io import atomic_write_text
 from medfm_hf.finetune.args import FinetuneArguments

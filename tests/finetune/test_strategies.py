@@ -17,8 +17,8 @@ from medfm_hf.finetune.strategies import (
     lora_target_modules,
     regroup_adapters,
 )
-from medfm_hf.finetune.trainer import freeze_unused
 from medfm_hf.finetune.train import segmentation_loss
+from medfm_hf.finetune.trainer import _set_train_mode, freeze_unused
 from medfm_hf.models import create_segmenter
 
 ARCHS = {
@@ -46,8 +46,8 @@ def _batch(seed: int = 0):
 def _train(model: torch.nn.Module, steps: int = 2) -> None:
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-2, weight_decay=0.0)
-    model.train()
     for s in range(steps):
+        _set_train_mode(model)  # the trainer's mode: train(), BatchNorm kept in eval
         images, boxes, masks = _batch(s)
         loss = segmentation_loss(model(images, boxes), masks)
         opt.zero_grad()
@@ -204,3 +204,49 @@ def test_fingerprint_identifies_the_weights():
     with torch.no_grad():
         next(c.parameters()).view(-1)[0] += 1e-3
     assert base_fingerprint(c) != base_fingerprint(a)
+
+
+# --- LiteMedSAM (the real bundled weights; TinyViT stages are its encoder blocks) -------------------------
+
+
+@pytest.fixture(scope="module")
+def lite():
+    return create_segmenter("medsam_lite")
+
+
+def _lite_batch():
+    images, boxes, masks = _batch()
+    return images, boxes, masks
+
+
+def test_lite_strategies_resolve_through_its_groups(lite):
+    groups = _group_names(lite)
+    enc, dec = lora_target_modules(lite, StrategyOptions())
+    # attention of every TinyViT attention block (stages 1-3: 2 + 6 + 2 blocks), none in the MBConv stage 0
+    assert len(enc) == 2 * 10 and all(t.endswith(("attn.qkv", "attn.proj")) for t in enc)
+    assert not any(t.startswith("image_encoder.layers.0.") for t in enc)
+    assert {t.rsplit(".", 1)[1] for t in dec} == {"q_proj", "k_proj", "v_proj", "out_proj"}
+    plan = apply_strategy(copy.deepcopy(lite), "encoder_partial", StrategyOptions(encoder_blocks=1))
+    assert set(plan.trainable) == (groups["image_encoder.stage3"] | groups["image_encoder.neck"]
+                                   | groups["mask_decoder"] | groups["prompt_encoder"])
+
+
+def test_lite_adapters_start_at_the_pretrained_output(lite):
+    model = copy.deepcopy(lite)
+    images, boxes, _ = _lite_batch()
+    ref = model.predict(images, boxes)
+    plan = apply_strategy(model, "adapter")
+    assert len(plan.adapter_blocks) == 10  # one beside every TinyViT attention block's MLP
+    assert (model.predict(images, boxes) - ref).abs().max().item() < 1e-6
+
+
+def test_lite_decoder_only_step_keeps_the_encoder_bit_identical(lite):
+    model = copy.deepcopy(lite)
+    groups = _group_names(model)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    apply_strategy(model, "decoder_only")
+    _train(model, steps=1)
+    changed = _changed(before, model.state_dict())
+    assert changed and changed <= groups["mask_decoder"]
+    # BatchNorm running statistics of the encoder are buffers: untouched too
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items() if k.startswith("image_encoder."))
