@@ -66,19 +66,21 @@ def compare_grounding(finetuned: str, dataset: str, output: str, *, configs: str
 
 
 def format_comparison(table: pd.DataFrame) -> str:
-    """A markdown table: per condition and level, both models' Acc@0.5 (%) and paired drop (points)."""
+    """A markdown table: per condition and level, both models' Acc@0.5 (%), paired drop (points) and
+    unparsable-answer rate (%)."""
 
     def pct(v: float) -> str:
         return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{100 * v:.1f}"
 
-    lines = ["| condition | level | n | zero-shot Acc@0.5 | fine-tuned Acc@0.5 | zero-shot drop | fine-tuned drop |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| condition | level | n | zero-shot Acc@0.5 | fine-tuned Acc@0.5 | zero-shot drop | fine-tuned drop | "
+             "zero-shot unparsable | fine-tuned unparsable |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in table.to_dict("records"):
         clean = r["kind"] == "clean"
         lines.append(f"| {r['name']} | {'-' if clean else r['level']} | {int(r['zero_shot_n'])} | "
                      f"{pct(r[f'zero_shot_{HEAD}'])} | {pct(r[f'finetuned_{HEAD}'])} | "
                      f"{'-' if clean else pct(r[f'zero_shot_{HEAD}_drop'])} | "
-                     f"{'-' if clean else pct(r[f'finetuned_{HEAD}_drop'])} |")
+                     f"{'-' if clean else pct(r[f'finetuned_{HEAD}_drop'])} | {pct(r['zero_shot_unparsable_rate'])} | "
+                     f"{pct(r['finetuned_unparsable_rate'])} |")
     return "\n".join(lines)
 
 

@@ -9,7 +9,8 @@
   :mod:`medfm_hf.finetune.vlm_data`), summed and divided by the number of answer tokens of the whole
   *global* batch (every process, every accumulation micro-batch), so 1 and N processes take the same step.
 * **Data**: ``clean/train`` to fit, ``clean/validation`` to select (greedy answers parsed in the family's box
-  convention, Acc@IoU 0.5, ties broken by mean IoU); ``test`` is never opened. Samples are functions of
+  convention, Acc@IoU 0.5, ties broken by mean IoU, then by fewer unparsable answers); ``test`` is never
+  opened. Samples are functions of
   ``(seed, epoch, index)`` and the global batches are cut as for the segmenters
   (:func:`~medfm_hf.finetune.data.rank_batches`).
 * **Resume**: LoRA weights, optimizer, scheduler, RNG, log and best-so-far in ``<output>/.medfm/last.pt``.
@@ -250,7 +251,9 @@ def validate_grounding(vlm: Any, dataset: GroundingSplit, accelerator: Any, batc
 
 
 def _better(v: dict, best: dict) -> bool:
-    return (v["acc@0.5"], v["mean_iou"]) > (best["acc@0.5"], best["mean_iou"])
+    """Selection order: Acc@0.5, then mean IoU, then fewer unparsable answers; the earlier step wins a tie."""
+    return (v["acc@0.5"], v["mean_iou"], -v["unparsable_rate"]) > \
+        (best["acc@0.5"], best["mean_iou"], -best.get("unparsable_rate", 1.0))
 
 
 def freeze_unused_lora(model: Any, batch: dict, device: Any, dtype: torch.dtype) -> list[str]:
@@ -387,7 +390,7 @@ def run_grounding_finetune(args: FinetuneArguments, vargs: VLMGroundingArguments
     last_path = os.path.join(state_dir, "last.pt")
     best_path = os.path.join(state_dir, "best.safetensors")
     log: dict = {"steps": [], "validation": []}
-    best: dict = {"step": -1, "acc@0.5": -1.0, "mean_iou": -1.0}
+    best: dict = {"step": -1, "acc@0.5": -1.0, "mean_iou": -1.0, "unparsable_rate": 2.0}
     step = 0
     resumed = os.path.exists(last_path)
     if resumed:
@@ -423,7 +426,8 @@ def run_grounding_finetune(args: FinetuneArguments, vargs: VLMGroundingArguments
         logger.info("step %d: validation Acc@0.5 %.4f mean IoU %.4f unparsable %.2f (%d images)", at, v["acc@0.5"],
                     v["mean_iou"], v["unparsable_rate"], v["n"])
         if _better(v, best):
-            best.update({"step": at, "acc@0.5": v["acc@0.5"], "mean_iou": v["mean_iou"]})
+            best.update({"step": at, "acc@0.5": v["acc@0.5"], "mean_iou": v["mean_iou"],
+                         "unparsable_rate": v["unparsable_rate"]})
             if accelerator.is_main_process:
                 _atomic_safetensors(trainable_state(), best_path)
 
@@ -535,8 +539,9 @@ def run_grounding_finetune(args: FinetuneArguments, vargs: VLMGroundingArguments
             "example": {"prompt": ex.prompt, "answer": format_box(ex.box, vlm.box_convention,
                                                                   (ex.image.shape[1], ex.image.shape[0]))},
             "selected_step": best["step"],
-            "selected_validation": {"acc@0.5": best["acc@0.5"], "mean_iou": best["mean_iou"]},
-            "selection": "validation Acc@IoU0.5, ties by mean IoU (clean/validation; test never read)",
+            "selected_validation": {"acc@0.5": best["acc@0.5"], "mean_iou": best["mean_iou"],
+                                    "unparsable_rate": best["unparsable_rate"]},
+            "selection": "clean/validation Acc@IoU0.5, then mean IoU, then fewer unparsable answers (test never read)",
             "steps": step,
             "steps_per_epoch": steps_per_epoch,
             "global_batch": global_batch,
