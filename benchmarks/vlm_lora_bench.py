@@ -61,7 +61,7 @@ def bench(device: str, smoke: bool, batch: int, steps: int, checkpointing: bool,
     vision0 = {n: p.detach().clone() for n, p in model.named_parameters() if "vision_tower" in n}
     args = FinetuneArguments(model="medgemma", strategy="lora", lora_rank=rank, lora_alpha=2.0 * rank)
     peft_model, targets = apply_vlm_lora(model, args, VLMGroundingArguments(task="grounding"))
-    for n, p in peft_model.named_parameters():
+    for p in peft_model.parameters():
         if p.requires_grad:
             p.data = p.data.float()  # LoRA weights in fp32, base in bf16
     if checkpointing:

@@ -43,8 +43,8 @@ def compare_grounding(finetuned: str, dataset: str, output: str, *, configs: str
     if cfg.get("task") != "grounding":
         raise ValueError(f"{finetuned} is not a grounding fine-tune (task {cfg.get('task')!r})")
     kwargs = dict(cfg.get("model_kwargs") or {})
-    if cfg.get("vlm_dtype"):
-        kwargs["dtype"] = cfg["vlm_dtype"]  # the fine-tune's base precision for both columns
+    if cfg.get("base_dtype") or cfg.get("vlm_dtype"):  # both columns in the precision the fine-tune trained in
+        kwargs["dtype"] = cfg.get("base_dtype") or cfg["vlm_dtype"]
     common = dict(model=cfg["model"], dataset=dataset, task="grounding", checkpoint=cfg.get("checkpoint"),
                   model_kwargs=json.dumps(kwargs), configs=configs, levels=levels, limit=limit,
                   batch_size=batch_size, max_new_tokens=max_new_tokens, allow_incomplete=allow_incomplete,

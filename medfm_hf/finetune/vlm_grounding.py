@@ -525,6 +525,7 @@ def run_grounding_finetune(args: FinetuneArguments, vargs: VLMGroundingArguments
             "base_model_id": identity["model_id"],
             "base_revision": identity["revision"],
             "base_model_type": identity["model_type"],
+            "base_dtype": str(dtype).removeprefix("torch."),
             "base_fingerprint": identity["fingerprint"],
             "strategy": "lora",
             "lora": {"r": args.lora_rank, "alpha": args.lora_alpha, "dropout": args.lora_dropout,
@@ -570,8 +571,9 @@ def load_finetuned_vlm(folder: str, *, device: Any = "cpu", dtype: str | None = 
     """The fine-tuned vision-language model of ``folder`` (LoRA merged into the weights, eval mode, frozen).
 
     The base is rebuilt from the recorded family, checkpoint (or ``checkpoint``, when the base weights moved)
-    and options; its weights must have the recorded SHA-256 fingerprint. The returned model's ``model_id``
-    (its response-cache identity) names the adapter, so cached base answers are never reused.
+    and options, in the dtype it was trained in, on ``device``; its weights must have the recorded SHA-256
+    fingerprint. The LoRA is merged, then the model is cast to ``dtype`` when given. The returned model's
+    ``model_id`` (its response-cache identity) names the adapter, so cached base answers are never reused.
     """
     import hashlib
 
@@ -580,6 +582,7 @@ def load_finetuned_vlm(folder: str, *, device: Any = "cpu", dtype: str | None = 
     from medfm_hf.finetune.load import FinetunedLoadError, read_finetuned_config
     from medfm_hf.finetune.strategies import base_fingerprint
     from medfm_hf.finetune.trainer import ADAPTER_DIR
+    from medfm_hf.vlm.local import resolve_dtype
 
     cfg = read_finetuned_config(folder)
     if cfg.get("format") != FORMAT:
@@ -589,17 +592,21 @@ def load_finetuned_vlm(folder: str, *, device: Any = "cpu", dtype: str | None = 
     kw["batch_size"] = batch_size
     if cache is not None:
         kw["cache"] = cache
+    base_dtype = cfg.get("base_dtype") or cfg.get("vlm_dtype") or None
     vlm = build_base_vlm(cfg["model"], checkpoint if checkpoint is not None else cfg.get("checkpoint"), kw,
-                         device="cpu", dtype=dtype or cfg.get("vlm_dtype") or None)
+                         device=device, dtype=base_dtype)
     if check_fingerprint:
         fp = base_fingerprint(vlm.model)
         if fp != cfg["base_fingerprint"]:
             raise FinetunedLoadError(
-                f"the base weights of {cfg['model']} ({vlm.model_id}) are not those {folder!r} was fine-tuned from "
-                f"({fp[:19]}... vs {cfg['base_fingerprint'][:19]}...); pass the original base checkpoint")
+                f"the base weights of {cfg['model']} ({vlm.model_id}, {base_dtype}) are not those {folder!r} was "
+                f"fine-tuned from ({fp[:19]}... vs {cfg['base_fingerprint'][:19]}...); pass the original base "
+                "checkpoint")
     adapter = os.path.join(folder, ADAPTER_DIR)
     merged = PeftModel.from_pretrained(vlm.model, adapter).merge_and_unload()
-    merged.to(device).eval()
+    if dtype is not None:
+        merged.to(resolve_dtype(dtype, device))
+    merged.eval()
     for p in merged.parameters():
         p.requires_grad_(False)
     h = hashlib.sha256()
