@@ -332,3 +332,22 @@ def test_evaluator_loads_the_finetune_and_the_comparison_joins_both_runs(demo_be
     assert runs["finetuned"]["arguments"]["finetuned"] == str(out)
     md = format_comparison(table)
     assert md.count("\n") == 3 and "| translate | 2 | 3 |" in md
+
+
+def test_cli_and_script_take_the_task_dimension(capsys, repo_root):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("finetune_script", os.path.join(repo_root, "finetune.py"))
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    script_main = script.main
+    from medfm_hf.cli import main as cli_main
+
+    common = ["--model", "llava_med", "--model_kwargs", '{"size": "tiny"}', "--strategy", "lora", "--dry_run"]
+    assert cli_main(["finetune", "--task", "grounding", *common, "--vlm_lora_modules", "language_model,projector"]) == 0
+    out = capsys.readouterr().out
+    assert "LoRA r=8 alpha=16.0 on 14 modules (language_model, projector)" in out and "multi_modal_projector" in out
+    assert script_main(["--task", "grounding", *common]) == 0
+    assert "on 14 modules (language_model)" in capsys.readouterr().out
+    assert script_main(["--task", "detection", *common]) == 2
+    assert "--task must be segmentation or grounding" in capsys.readouterr().err
