@@ -24,6 +24,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "configs": "perturbed configs to evaluate: 'all', 'none' or names/globs",
         "attacks": "attacks to evaluate (fgsm,pgd; empty: none)",
         "limit": "evaluate only the first N clean test images",
+        "skip_baseline": "do not evaluate the base model (several invocations can share one --output, one "
+                         "strategy list each, run in parallel; a last run with every strategy writes the ranking)",
     }
     for f in dataclasses.fields(CompareArguments):
         flag = "--" + f.name.replace("_", "-")

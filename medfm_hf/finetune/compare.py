@@ -57,6 +57,7 @@ class CompareArguments:
     levels: str = "1-5"
     limit: int | None = None
     eval_batch_size: int = 8
+    skip_baseline: bool = False  # leave out the base model's evaluation (e.g. when strategies are sharded)
     no_progress: bool = False
 
 
@@ -189,7 +190,7 @@ def compare_strategies(args: CompareArguments) -> pd.DataFrame:
     common_eval = dict(model=args.model, dataset=args.dataset, configs=args.configs, attacks=args.attacks,
                        levels=args.levels, limit=args.limit, batch_size=args.eval_batch_size, seed=args.seed,
                        no_progress=args.no_progress)
-    for strategy in [BASELINE, *strategies]:
+    for strategy in ([] if args.skip_baseline else [BASELINE]) + strategies:
         t0 = time.perf_counter()
         if strategy == BASELINE:
             cfg = {"trainable_params": 0, "train_seconds": 0.0, "selected_step": None,
