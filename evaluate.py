@@ -3,6 +3,8 @@
     accelerate launch evaluate.py --model medsam --checkpoint medsam_vit_b.pth \
         --dataset medfm-robust --attacks fgsm,pgd --output results/medsam
     accelerate launch --config_file accelerate_configs/multi_gpu.yaml evaluate.py ...
+    accelerate launch evaluate.py --task vqa --model medgemma --checkpoint google/medgemma-4b-it \
+        --dataset medfm-robust --output results/medgemma-vqa      # also caption, grounding (docs/vlm_evaluation.md)
 
 The arguments are :class:`medfm_hf.evaluation.EvalArguments` (``python evaluate.py --help``).
 

@@ -26,6 +26,14 @@ from collections import defaultdict
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def _free_port() -> str:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return str(sock.getsockname()[1])
+
+
 _DEPTH = {"n": 0}  # shared by every wrapper: nested timed calls are counted once
 
 
@@ -96,7 +104,7 @@ def main() -> None:
         outa = os.path.join(tmp, "ranks", "medfm-robust")
         config = os.path.join(ROOT, "accelerate_configs", "cpu_2proc.yaml")
         cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", config,
-               "--num_processes", str(args.num_proc), "-m", "medfm_hf.cli", "build", "--sources", "demo",
+               "--num_processes", str(args.num_proc), "--main_process_port", _free_port(), "-m", "medfm_hf.cli", "build", "--sources", "demo",
                "--out", outa, "--levels", args.levels, "--perturbations", args.perturbations, "--no-progress"]
         if args.modalities:
             cmd += ["--modalities", args.modalities]

@@ -287,3 +287,67 @@ def test_benchmark_moves_the_target_box_with_geometric_perturbations(bench):
     assert any(moved) and all(same)
     rows = _rows(bench, "clean")
     assert all(r["question"] and len(r["options"]) == 4 and r["answer"] in "ABCD" and r["caption"] for r in rows)
+
+
+def test_demo_vlm_pipeline_check(bench, tmp_path):
+    """The default demo's VLM part: a tiny random model, labelled as a pipeline check, every file written."""
+    import argparse
+
+    from medfm_hf.tasks.demo import add_vlm_arguments, run_vlm_demo
+
+    parser = argparse.ArgumentParser()
+    add_vlm_arguments(parser)
+    args = parser.parse_args(["--vlm-limit", "1"])
+    runs = run_vlm_demo(args, bench, str(tmp_path))
+    assert set(runs) == {"vqa", "caption", "grounding"}
+    report = open(tmp_path / "VLM_REPORT.md").read()
+    assert "PIPELINE CHECK" in report
+    for task, res in runs.items():
+        folder = tmp_path / "results" / "vlm" / "medgemma" / task
+        assert (folder / f"medgemma_{task}_results.parquet").exists() and (folder / "run.json").exists()
+        assert set(res["results"]["name"]) == {"clean", "gaussian_noise", "translate"}
+        assert "pipeline check" in open(folder / "README.md").read()
+    assert parser.parse_args(["--vlm", "none"]).vlm == "none"
+    assert run_vlm_demo(parser.parse_args(["--vlm", "none"]), bench, str(tmp_path)) is None
+
+
+def test_option_letter_probs_batched_equal_single_and_sum_to_one():
+    from medfm_hf.tasks.vqa import option_letter_probs
+    from medfm_hf.vlm import GenerationConfig, create_vlm
+
+    vlm = create_vlm("medgemma", size="tiny")
+    rng = np.random.default_rng(0)
+    imgs = [rng.integers(0, 255, (40, 48, 3), dtype=np.uint8) for _ in range(2)]
+    queries = [vlm.make_query(imgs[0], "Which organ?\nA. liver\nB. lung\nAnswer with the letter."),
+               vlm.make_query(imgs[1], "Is the lesion in the left or right lung? A. left B. right C. both D. none")]
+    cfg = GenerationConfig(max_new_tokens=4)
+    both = option_letter_probs(vlm, queries, [2, 4], cfg)
+    alone = [option_letter_probs(vlm, [q], [n], cfg)[0] for q, n in zip(queries, [2, 4])]
+    for b, a in zip(both, alone):
+        assert len(b) == len(a) and sum(b) == pytest.approx(1.0)
+        assert b == pytest.approx(a, abs=1e-5)
+
+
+def test_expected_calibration_error_by_hand():
+    from medfm_hf.tasks.vqa import expected_calibration_error
+
+    # bins (0.8, 0.9]: conf 0.85 x2, acc 0.5 -> |0.5-0.85| * 2/5; (0.2, 0.3]: conf 0.25 x3, acc 1/3
+    conf = [0.85, 0.85, 0.25, 0.25, 0.25]
+    correct = [1, 0, 1, 0, 0]
+    assert expected_calibration_error(conf, correct) == pytest.approx(0.35 * 0.4 + abs(1 / 3 - 0.25) * 0.6)
+    assert np.isnan(expected_calibration_error([], []))
+
+
+def test_caption_cider_uses_the_clean_references_idf():
+    """A caption's CIDEr-D does not depend on which perturbed rows are scored beside it."""
+    from medfm_hf.tasks.caption import caption_scores
+
+    refs = ["ct image showing a small nodule in the upper left", "mri image showing a large tumour in the lower right",
+            "x-ray image showing a medium opacity in the upper right"]
+    clean = pd.DataFrame({"image_id": ["a", "b", "c"], "kind": "clean", "reference": refs, "parsed": refs})
+    pert = pd.DataFrame({"image_id": ["a", "b"], "kind": "perturbation",
+                         "reference": refs[:2], "parsed": ["ct image showing a nodule", "an image"]})
+    full = caption_scores(pd.concat([clean, pert], ignore_index=True))
+    fewer = caption_scores(pd.concat([clean, pert.iloc[:1]], ignore_index=True))
+    assert full["cider"].iloc[3] == pytest.approx(fewer["cider"].iloc[3])
+    assert full["cider"].iloc[0] > full["cider"].iloc[3] > full["cider"].iloc[4] >= 0

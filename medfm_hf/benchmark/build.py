@@ -109,7 +109,6 @@ def _inside(child: str, parent: str) -> bool:
 def validate_settings(settings: BuildSettings, out: str, num_proc: int = 1) -> None:
     """Raise :class:`BuildError` (one line) for any bad setting; reads and writes nothing."""
     from medfm_hf.perturbations import PerturbationError, get_perturbation
-    from medfm_hf.sources import get_source
 
     try:
         settings.levels = layout.parse_levels(settings.levels)
@@ -131,6 +130,13 @@ def validate_settings(settings: BuildSettings, out: str, num_proc: int = 1) -> N
         raise BuildError(f"--max-size must be an integer in 32-{MAX_SIZE_LIMIT}, got {settings.max_size}")
     if not isinstance(num_proc, int) or num_proc < 1:
         raise BuildError("--num-proc must be >= 1")
+    _validate_sources(settings, out)
+    check_output_folder(out)
+
+
+def _validate_sources(settings: BuildSettings, out: str) -> None:
+    from medfm_hf.sources import get_source
+
     if not settings.sources:
         raise BuildError("no sources given; e.g. --sources demo or --sources folder=PATH:dermoscopy")
     names = []
@@ -150,7 +156,6 @@ def validate_settings(settings: BuildSettings, out: str, num_proc: int = 1) -> N
             if _inside(src_path, out):
                 raise BuildError(f"the output folder {out} contains the {name} source {src_path}; writing (or "
                                  "--overwrite) there could destroy it. Choose an --out outside the source")
-    check_output_folder(out)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -594,7 +599,44 @@ class _Prepared:
     state: dict
 
 
+def _shards_to_do(out: str, shards: list[tuple[str, str]], fps: dict[str, str]) -> tuple[list, list]:
+    """``(todo, rebuilt)``: shards without an intact marker of the same fingerprint, and those of them that had
+    a marker (their inputs changed, or their files were damaged)."""
+    todo, rebuilt = [], []
+    for s, p in shards:
+        marker = _read_marker(out, s, p)
+        ok = marker is not None and marker.get("fingerprint") == fps[f"{s}__{p}"] and _files_intact(
+            out, marker.get("files", {}))
+        if not ok:
+            todo.append((s, p))
+            if marker is not None:
+                rebuilt.append((s, p))
+    return todo, rebuilt
+
+
+def _files_of_dropped_shards(out: str, keep: set[str]) -> set[str]:
+    """Markers (and their files) of shards that are no longer part of the build."""
+    stale: set[str] = set()
+    shards_dir = layout.path(out, layout.SHARDS_DIR)
+    if os.path.isdir(shards_dir):
+        for f in os.listdir(shards_dir):
+            if f.endswith(".json") and f[:-5] not in keep:
+                marker = _read_marker_file(os.path.join(shards_dir, f))
+                stale.update(marker.get("files", {}))
+                stale.add(f"{layout.SHARDS_DIR}/{f}")
+    return stale
+
+
+def _read_marker_file(file: str) -> dict:
+    try:
+        return layout.read_json(file) or {}
+    except BenchmarkError:
+        return {}
+
+
 def _prepare(settings: BuildSettings, out: str, overwrite: bool, refuse_changed: bool) -> _Prepared:
+    """Rank 0, before the shards: settle the previous build, load and fingerprint the inputs, write the
+    clean config and the (incomplete) state, and decide which shards to run."""
     os.makedirs(out, exist_ok=True)
     previous = _check_previous(out, settings, overwrite)
     if previous is None:
@@ -615,34 +657,17 @@ def _prepare(settings: BuildSettings, out: str, overwrite: bool, refuse_changed:
     hashes = {r.image_id: record_hash(r) for r in records}
     shards = plan_shards(records, settings)
     fps = {f"{s}__{p}": shard_fingerprint(records, hashes, s, p, settings) for s, p in shards}
-    todo, rebuilt = [], []
-    for s, p in shards:
-        marker = _read_marker(out, s, p)
-        ok = marker is not None and marker.get("fingerprint") == fps[f"{s}__{p}"] and _files_intact(
-            out, marker.get("files", {}))
-        if not ok:
-            todo.append((s, p))
-            if marker is not None:
-                rebuilt.append((s, p))
-    if rebuilt and refuse_changed:
-        changed = _changed_inputs((previous or {}).get("inputs", {}), inputs) or ["(the records read changed)"]
-        raise BuildError(f"{len(rebuilt)} shards read inputs that changed since they were built: "
-                         f"{'; '.join(changed[:10])}{' ...' if len(changed) > 10 else ''}; rerun without "
-                         "--refuse-changed to rebuild exactly those shards")
+    todo, rebuilt = _shards_to_do(out, shards, fps)
     if rebuilt:
         changed = _changed_inputs((previous or {}).get("inputs", {}), inputs)
+        if refuse_changed:
+            changed = changed or ["(the records read changed)"]
+            raise BuildError(f"{len(rebuilt)} shards read inputs that changed since they were built: "
+                             f"{'; '.join(changed[:10])}{' ...' if len(changed) > 10 else ''}; rerun without "
+                             "--refuse-changed to rebuild exactly those shards")
         logger.warning("inputs changed (%s): rebuilding %d shards: %s", "; ".join(changed[:10]) or "records differ",
                        len(rebuilt), ", ".join(f"{s}/{p}" for s, p in rebuilt))
-    # shards of a previous plan that no longer exist, and clean splits that are gone: delete their files
-    stale: set[str] = set()
-    keep = {f"{s}__{p}" for s, p in shards}
-    shards_dir = layout.path(out, layout.SHARDS_DIR)
-    if os.path.isdir(shards_dir):
-        for f in os.listdir(shards_dir):
-            if f.endswith(".json") and f[:-5] not in keep:
-                marker = layout.read_json(os.path.join(shards_dir, f)) or {}
-                stale.update(marker.get("files", {}))
-                stale.add(f"{layout.SHARDS_DIR}/{f}")
+    stale = _files_of_dropped_shards(out, {f"{s}__{p}" for s, p in shards})
     clean_files = write_clean_config(records, out)
     for rel in (previous or {}).get("files", {}):
         if rel.startswith(f"{layout.DATA_DIR}/{layout.CLEAN}/") and rel not in clean_files:

@@ -258,8 +258,9 @@ def verify_folder(root: str, *, configs: Iterable[str] | None = None) -> list[st
             problems.append(f"{rel}: content differs from the manifest (SHA-256 mismatch: corrupt or edited)")
     if configs is None:
         for cfg in configs_on_disk(root):
-            for split in ("train", "validation", "test"):
-                for rel in config_files(root, cfg, split):
-                    if rel not in files:
-                        problems.append(f"{rel}: not in the manifest (left from another build?)")
+            for f in sorted(os.listdir(path(root, f"{DATA_DIR}/{cfg}"))):
+                rel = f"{DATA_DIR}/{cfg}/{f}"
+                if f.endswith(".parquet") and rel not in files:
+                    problems.append(f"{rel}: not in the manifest (left from another build? `load_dataset` would "
+                                    "read it as part of the config)")
     return problems

@@ -6,7 +6,9 @@
 3. evaluate the weight-free GrabCut baseline on every config;
 4. evaluate the small SAM on every config and under FGSM/PGD (attacks need gradients, and a trained model
    makes the numbers mean something);
-5. write ``REPORT.md`` with the summary tables and severity curves.
+5. write ``REPORT.md`` with the summary tables and severity curves;
+6. run the VLM tasks (vqa, caption, grounding): ``--vlm MODEL``, by default a tiny random model as a
+   pipeline check (:mod:`medfm_hf.tasks.demo`, ``VLM_REPORT.md``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-seconds", type=float, default=90.0, help="training time of the small SAM")
     parser.add_argument("--perturbations", default="all", help="'all' or comma-separated names (for a quicker run)")
     parser.add_argument("--seed", type=int, default=0, help="global seed")
+    from medfm_hf.tasks.demo import add_vlm_arguments
+
+    add_vlm_arguments(parser)  # --vlm MODEL (default: a tiny random model as a VLM pipeline check)
 
 
 def _train_small_sam(out: str, seconds: float, seed: int) -> tuple[str, dict]:
@@ -106,5 +111,8 @@ def run(args: argparse.Namespace) -> int:
     from medfm_hf.evaluation.markdown import write_demo_report
 
     path = write_demo_report(out, {"grabcut": gc, "small_sam": sm}, train_info, summary, in_band, timings)
+    from medfm_hf.tasks.demo import run_vlm_demo
+
+    run_vlm_demo(args, bench, out, args.seed)  # VQA, captioning and grounding (docs/vlm_evaluation.md)
     print(f"demo finished in {time.perf_counter() - t0:.0f} s; report: {path}")
     return 0

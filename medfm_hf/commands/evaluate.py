@@ -6,7 +6,8 @@ import argparse
 import dataclasses
 
 NAME = "evaluate"
-HELP = "Evaluate a segmenter on a benchmark (clean, perturbed, FGSM/PGD), resumable; see evaluate.py."
+HELP = ("Evaluate a segmenter (clean, perturbed, FGSM/PGD) or a VLM (--task vqa|caption|grounding) on a benchmark, "
+        "resumable; see evaluate.py.")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -230,10 +230,13 @@ def make_plan(args, *, reader=None) -> tuple[EvalPlan, Any]:
     if task not in TASKS:
         raise EvaluationError(f"unknown --task {task!r}; choose from {', '.join(TASKS)}")
     vlm = task != "segmentation"
-    if vlm:  # the VLM tasks check their own model, options and checkpoint (medfm_hf.tasks.evaluation)
-        from medfm_hf.tasks.evaluation import check_vlm_arguments
+    if vlm:  # the VLM tasks check their own model, options and checkpoint (medfm_hf.tasks.arguments)
+        from medfm_hf.tasks.arguments import check_vlm_arguments
 
-        vlm_kwargs, vlm_fingerprint = check_vlm_arguments(args)
+        try:
+            vlm_kwargs, vlm_fingerprint, vlm_checkpoint = check_vlm_arguments(args)
+        except ValueError as exc:
+            raise EvaluationError(str(exc)) from None
     elif args.model not in list_segmenters():
         raise EvaluationError(f"unknown model {args.model!r}; available: {', '.join(list_segmenters())}")
     else:
@@ -273,7 +276,8 @@ def make_plan(args, *, reader=None) -> tuple[EvalPlan, Any]:
         raise EvaluationError(str(exc)) from None
     fingerprints = {"dataset": reader.fingerprint, "dataset_revision": reader.revision,
                     "dataset_complete": reader.complete,
-                    "checkpoint": vlm_fingerprint if vlm else checkpoint_fingerprint(args.checkpoint)}
+                    "checkpoint": (vlm_fingerprint or checkpoint_fingerprint(vlm_checkpoint)) if vlm
+                    else checkpoint_fingerprint(args.checkpoint)}
     known = {"model", "dataset", "output", "checkpoint", "configs", "attacks", "levels", "batch_size", "limit",
              "seed", "step_rule", "model_kwargs", "mixed_precision", "push_to_hub", "no_progress", "overwrite",
              "allow_incomplete", "task", "max_new_tokens", "vlm_cache"}

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["TaskSpec", "get_task", "list_tasks", "row_meta", "template_for"]
+__all__ = ["TaskSpec", "row_meta", "template_for"]
 
 
 def row_meta(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -108,25 +108,3 @@ def template_for(spec: TaskSpec, model: Any) -> str:
         if key and key in spec.templates:
             return spec.templates[key]
     return spec.templates["default"]
-
-
-def list_tasks() -> list[str]:
-    """The VLM task names."""
-    return ["vqa", "caption", "grounding"]
-
-
-def get_task(name: str) -> TaskSpec:
-    """The :class:`TaskSpec` of ``name`` (``ValueError`` naming the tasks otherwise)."""
-    if name == "vqa":
-        from medfm_hf.tasks.vqa import VQA
-
-        return VQA
-    if name == "caption":
-        from medfm_hf.tasks.caption import CAPTION
-
-        return CAPTION
-    if name == "grounding":
-        from medfm_hf.tasks.grounding import GROUNDING
-
-        return GROUNDING
-    raise ValueError(f"unknown VLM task {name!r}; available: {', '.join(list_tasks())}")

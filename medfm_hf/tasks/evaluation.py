@@ -51,50 +51,6 @@ def result_prefix(plan: EvalPlan) -> str:
 
 
 # ------------------------------------------------------------------------------------------------------
-# argument checks (called by medfm_hf.evaluation.plan.make_plan)
-# ------------------------------------------------------------------------------------------------------
-
-
-def check_vlm_arguments(args) -> tuple[dict[str, Any], str]:
-    """Validate the VLM part of the arguments; returns ``(model_kwargs, checkpoint fingerprint)``."""
-    from medfm_hf.evaluation.plan import checkpoint_fingerprint
-    from medfm_hf.vlm import list_vlms, vlm_spec
-
-    if args.model not in list_vlms():
-        raise EvaluationError(f"unknown vision-language model {args.model!r} for --task {args.task}; available: "
-                              f"{', '.join(list_vlms())}")
-    if (getattr(args, "attacks", "") or "").strip():
-        raise EvaluationError(f"--attacks apply to segmentation only; drop them for --task {args.task}")
-    mnt = getattr(args, "max_new_tokens", None)
-    if mnt is not None and (not isinstance(mnt, int) or mnt < 1):
-        raise EvaluationError("--max_new_tokens must be >= 1")
-    text = args.model_kwargs
-    try:
-        kwargs = dict(text) if isinstance(text, dict) else json.loads(text or "{}")
-    except json.JSONDecodeError as exc:
-        raise EvaluationError(f"--model_kwargs is not valid JSON: {exc}") from None
-    if not isinstance(kwargs, dict):
-        raise EvaluationError(f"--model_kwargs must be a JSON object like '{{\"size\": \"tiny\"}}', got {text!r}")
-    bad = sorted(k for k in kwargs if k in ("cache", "batch_size", "device", "concurrency"))
-    if bad:
-        raise EvaluationError(f"--model_kwargs: {', '.join(bad)} are set by the evaluator (--batch_size, "
-                              "--vlm_cache, the Accelerate device); remove them")
-    if any("key" in k.lower() and k != "api_key_env" for k in kwargs):
-        raise EvaluationError("--model_kwargs must not hold an API key; export it (OPENAI_API_KEY, GEMINI_API_KEY) "
-                              "or name the variable with api_key_env")
-    spec = vlm_spec(args.model)
-    if spec.kind == "api":
-        ident = f"{args.model}:{args.checkpoint or spec.default_checkpoint}@{kwargs.get('base_url', 'default')}"
-        return kwargs, "api:" + ident
-    if args.checkpoint is None and kwargs.get("size") == "tiny":
-        return kwargs, f"tiny-random:seed={kwargs.get('seed', 0)}"
-    ckpt = args.checkpoint or spec.default_checkpoint
-    if ckpt is not None and ckpt.startswith((".", "/")) and not os.path.exists(ckpt):
-        raise EvaluationError(f"checkpoint {ckpt!r} does not exist; pass a local folder or a Hub model id")
-    return kwargs, checkpoint_fingerprint(ckpt)
-
-
-# ------------------------------------------------------------------------------------------------------
 # the three runner hooks
 # ------------------------------------------------------------------------------------------------------
 

@@ -145,6 +145,7 @@ def prob_columns(probs: list[float] | None, row: Mapping[str, Any]) -> dict[str,
     """Per-sample columns from the option probabilities: JSON list, argmax letter, confidence, correct."""
     if probs is None or not all(math.isfinite(p) for p in probs):
         return {"option_probs": None, "prob_choice": None, "confidence": float("nan"), "prob_correct": float("nan")}
+    probs = [round(float(p), 6) for p in probs]  # 6 decimals: batch composition moves only the float noise
     k = int(np.argmax(probs))
-    return {"option_probs": json.dumps([round(p, 6) for p in probs]), "prob_choice": LETTERS[k],
-            "confidence": float(probs[k]), "prob_correct": float(LETTERS[k] == _reference(row))}
+    return {"option_probs": json.dumps(probs), "prob_choice": LETTERS[k],
+            "confidence": probs[k], "prob_correct": float(LETTERS[k] == _reference(row))}

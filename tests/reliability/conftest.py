@@ -60,6 +60,15 @@ def tree_hashes(folder: Path, *, skip_state: bool = True) -> dict[str, str]:
     return out
 
 
+def free_port() -> str:
+    """A free TCP port for ``accelerate launch --main_process_port`` (tests may launch in parallel)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return str(sock.getsockname()[1])
+
+
 @pytest.fixture
 def src(tmp_path) -> Path:
     return write_folder(tmp_path / "src")

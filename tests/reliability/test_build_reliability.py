@@ -263,6 +263,7 @@ def test_verify_names_a_flipped_byte_and_the_rebuild_repairs_it(tmp_path, capsys
     assert main(["verify", str(out)]) == 1
     text = capsys.readouterr().out
     assert "data/contrast_l3/test-folder.parquet: content differs" in text
+    assert "data/contrast_l3/stray.parquet: not in the manifest" in text
     os.remove(out / "data" / "contrast_l3" / "stray.parquet")
     res = build(src, out)
     assert res["built"] == ["folder/contrast"]  # exactly the corrupt shard is redone

@@ -9,7 +9,7 @@ import sys
 
 from medfm_hf.cli import main
 
-from .conftest import tree_hashes, write_folder
+from .conftest import free_port, tree_hashes, write_folder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -22,7 +22,8 @@ def test_two_accelerate_ranks_match_one_process(tmp_path):
     assert main([*args, "--out", str(one)]) == 0
     two = tmp_path / "two"
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-           os.path.join(ROOT, "accelerate_configs", "cpu_2proc.yaml"), "-m", "medfm_hf.cli", *args, "--out", str(two)]
+           os.path.join(ROOT, "accelerate_configs", "cpu_2proc.yaml"), "--main_process_port", free_port(),
+           "-m", "medfm_hf.cli", *args, "--out", str(two)]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stdout.count("clean records") == 1  # rank 0 reports, once

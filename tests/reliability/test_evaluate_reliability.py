@@ -18,7 +18,7 @@ from medfm_hf.evaluation.args import EvalArguments
 from medfm_hf.evaluation.plan import EvaluationError, make_plan
 from medfm_hf.evaluation.runner import evaluate
 
-from .conftest import build, write_folder
+from .conftest import build, free_port, write_folder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -226,7 +226,8 @@ def test_corrupt_run_state_is_a_clear_error(bench, tmp_path):
 def test_accelerate_launch_error_printed_once_by_rank_zero(bench, tmp_path):
     _, _, data = bench
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-           os.path.join(ROOT, "accelerate_configs", "cpu_2proc.yaml"), os.path.join(ROOT, "evaluate.py"),
+           os.path.join(ROOT, "accelerate_configs", "cpu_2proc.yaml"), "--main_process_port", free_port(),
+           os.path.join(ROOT, "evaluate.py"),
            "--model", "grabcut", "--dataset", str(data), "--output", str(tmp_path / "r"), "--levels", "abc"]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
     text = res.stdout + res.stderr
