@@ -85,8 +85,8 @@ def check_grounding_args(args: FinetuneArguments, vargs: VLMGroundingArguments) 
     if changed:
         raise _error(f"--{changed[0]} applies to segmentation only; drop it for --task grounding")
     modules = lora_modules(vargs)
-    if "language_model" not in modules and not modules:
-        raise _error("--vlm_lora_modules is empty")
+    if not {"language_model", "vision_tower"} & set(modules):
+        raise _error("--vlm_lora_modules needs language_model and/or vision_tower (projector alone is not LoRA)")
     for name in ("vlm_lm_pattern", "vlm_vision_pattern"):
         try:
             re.compile(getattr(vargs, name))

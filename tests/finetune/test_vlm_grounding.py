@@ -274,7 +274,9 @@ def test_bad_arguments_fail_before_training(demo_bench, tmp_path):
         run_grounding_finetune(*gargs(demo_bench, tmp_path / "e", model="medsam"))
     with pytest.raises(FinetuneError, match="unknown 'decoder'"):
         run_grounding_finetune(*gargs(demo_bench, tmp_path / "f", vlm_lora_modules="language_model,decoder"))
-    assert not any((tmp_path / n).exists() for n in "abcdef")
+    with pytest.raises(FinetuneError, match="projector alone is not LoRA"):
+        run_grounding_finetune(*gargs(demo_bench, tmp_path / "g", vlm_lora_modules="projector"))
+    assert not any((tmp_path / n).exists() for n in "abcdefg")
 
 
 @pytest.fixture()
