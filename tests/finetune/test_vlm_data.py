@@ -30,7 +30,7 @@ def _one_thread():
     torch.set_num_threads(n)
 
 
-@pytest.fixture(scope="module", params=["medgemma", "llava_med"])
+@pytest.fixture(scope="module", params=["medgemma", "llava_med", "hf"])
 def vlm(request):
     return create_vlm(request.param, size="tiny")
 
@@ -48,7 +48,7 @@ def test_loss_mask_covers_only_the_answer_on_a_hand_built_batch(vlm):
     long.answer = long.answer + " " + long.answer  # a longer answer: the other row gets right padding
     batch = encode_training_batch(vlm, [short, long])
     suffix = answer_suffix(vlm)
-    assert suffix == ("<end_of_turn>" if vlm.family == "medgemma" else "</s>")
+    assert suffix == ("</s>" if vlm.family == "llava_med" else "<end_of_turn>")  # hf: tiny Gemma 3, chat template
     lead = " " if vlm.family == "llava_med" else ""
     # the prompt is exactly what inference encodes for the same query (left-padded there, one row here)
     inf = vlm.encode([vlm.make_query(short.image, short.prompt)], GenerationConfig())
@@ -67,7 +67,7 @@ def test_loss_mask_covers_only_the_answer_on_a_hand_built_batch(vlm):
         assert int(batch["answer_tokens"][r]) == len(answer_ids)
     assert torch.equal(batch["input_ids"][0][:n_prompt], inf["input_ids"][0])
     assert int(batch["attention_mask"][0].sum()) < batch["input_ids"].shape[1]  # the short row was padded
-    if vlm.family == "medgemma":  # image tokens keep bidirectional attention through token_type_ids
+    if vlm.family != "llava_med":  # Gemma 3: image tokens keep bidirectional attention through token_type_ids
         img_tok = vlm.model.config.image_token_id
         assert torch.equal(batch["token_type_ids"] == 1, batch["input_ids"] == img_tok)
         assert (batch["input_ids"][0] == img_tok).sum() == vlm.model.config.mm_tokens_per_image

@@ -353,3 +353,14 @@ def test_cli_and_script_take_the_task_dimension(capsys, repo_root):
     assert "on 14 modules (language_model)" in capsys.readouterr().out
     assert script_main(["--task", "detection", *common]) == 2
     assert "--task must be segmentation or grounding" in capsys.readouterr().err
+
+
+def test_hf_family_trains_in_its_declared_convention(demo_bench, tmp_path):
+    out = tmp_path / "hf"
+    res = run_grounding_finetune(*gargs(demo_bench, out, model="hf", max_steps=1, eval_steps=1,
+                                        model_kwargs='{"size": "tiny", "box_format": "xyxy_1000"}'))
+    assert res["box_convention"]["box_format"] == "xyxy_1000"
+    ans = res["example"]["answer"]
+    assert ans.startswith("[") and all(0 <= int(v) <= 1000 for v in ans.strip("[]").split(","))
+    assert res["example"]["prompt"].endswith("Answer with the bounding box in xyxy_1000 format.")
+    assert load_finetuned_vlm(str(out)).box_convention.box_format == "xyxy_1000"
