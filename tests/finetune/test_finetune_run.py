@@ -39,7 +39,8 @@ def test_trains_on_train_selects_on_validation_and_never_reads_test(poisoned_ben
 
     monkeypatch.setattr(pq, "read_table", spy)
     out = tmp_path / "run"
-    res = run_finetune(make_args(poisoned_bench, out, strategy="decoder_only", augment=True))
+    res = run_finetune(make_args(poisoned_bench, out, strategy="decoder_only", augment=True,
+                                 perturbation_augment="gaussian_noise,rotate", perturbation_levels="2"))
     # the poisoned test split (garbage bytes) would have raised; and only train/validation files were opened
     assert opened and all(os.path.basename(p).startswith(("train-", "validation-")) for p in opened)
     assert res["train_images"] == 12 and res["validation_images"] == 4
