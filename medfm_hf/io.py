@@ -80,6 +80,21 @@ def remove_stale_temporaries(folder: str | os.PathLike[str], pattern: str = "**/
     return removed
 
 
+def folder_problem(folder: str | os.PathLike[str]) -> str | None:
+    """Why ``folder`` cannot be used as an output folder (a file, under a file, not writable), else ``None``."""
+    folder = os.path.abspath(os.fspath(folder))
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        return f"{folder} is a file, not a folder; choose a folder path"
+    anc = folder
+    while not os.path.exists(anc) and os.path.dirname(anc) != anc:
+        anc = os.path.dirname(anc)
+    if not os.path.isdir(anc):
+        return f"{folder} lies under the file {anc}; choose a folder path"
+    if not os.access(anc, os.W_OK | os.X_OK):
+        return f"{folder}: no permission to write in {anc}; choose a writable folder"
+    return None
+
+
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
     """Hex SHA-256 of a file's bytes (read in 1 MiB chunks)."""
     h = hashlib.sha256()

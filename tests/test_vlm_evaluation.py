@@ -326,6 +326,9 @@ def test_option_letter_probs_batched_equal_single_and_sum_to_one():
     for b, a in zip(both, alone):
         assert len(b) == len(a) and sum(b) == pytest.approx(1.0)
         assert b == pytest.approx(a, abs=1e-5)
+    # the tiny model sees the image: the same prompt with another image gives other probabilities
+    other = option_letter_probs(vlm, [vlm.make_query(imgs[1], queries[0].prompt)], [2], cfg)[0]
+    assert max(abs(x - y) for x, y in zip(other, alone[0])) > 1e-4
 
 
 def test_expected_calibration_error_by_hand():
@@ -351,3 +354,34 @@ def test_caption_cider_uses_the_clean_references_idf():
     fewer = caption_scores(pd.concat([clean, pert.iloc[:1]], ignore_index=True))
     assert full["cider"].iloc[3] == pytest.approx(fewer["cider"].iloc[3])
     assert full["cider"].iloc[0] > full["cider"].iloc[3] > full["cider"].iloc[4] >= 0
+
+
+def test_task_specs_on_rows_shaped_like_each_vlm_source():
+    """OmniMedVQA (vqa), ROCO (caption) and MeCoVQA-G (grounding) rows: who takes them, prompts, scores."""
+    from medfm_hf.records import Record
+    from medfm_hf.tasks import get_task
+    from medfm_hf.vlm.base import YXYX_1000
+
+    class Fam:  # what the specs read from a model
+        name = family = "medgemma"
+        box_convention = YXYX_1000
+
+    img = np.zeros((100, 200), np.uint8)
+    omni = Record("omnimedvqa/q1", "omnimedvqa", "ct", "vqa", img, "test", question="Is there a fracture?",
+                  options=["No", "Yes"], answer="B").to_row()
+    roco = Record("roco/r1", "roco", "xray", "caption", img, "test", caption="Chest X-ray with a left effusion.").to_row()
+    meco = Record("mecovqa/m1", "mecovqa", "mri", "grounding", img, "test", question="Where is the tumour?",
+                  target_bbox=[20.0, 10.0, 60.0, 50.0]).to_row()
+    vqa, cap, gnd = get_task("vqa"), get_task("caption"), get_task("grounding")
+    assert [vqa.wants(r) for r in (omni, roco, meco)] == [True, False, False]
+    assert [cap.wants(r) for r in (omni, roco, meco)] == [False, True, False]
+    assert [gnd.wants(r) for r in (omni, roco, meco)] == [False, False, True]
+    assert vqa.prompt(omni, Fam()) == ("Is there a fracture?\nA. No\nB. Yes\nAnswer with the letter of the correct "
+                                       "option (A, B) only.")
+    assert vqa.score("Yes.", omni, Fam(), (200, 100))["correct"] == 1.0
+    assert vqa.score("It is not B.", omni, Fam(), (200, 100))["parsed"] is None
+    p = gnd.prompt(meco, Fam())
+    assert p.startswith("Where is the tumour?\n") and "box_2d" in p
+    s = gnd.score('{"box_2d": [100, 100, 500, 300]}', meco, Fam(), (200, 100))  # = [20, 10, 60, 50] px
+    assert s["iou"] == pytest.approx(1.0) and s["hit@0.75"] == 1.0 and s["centre_hit"] == 1.0
+    assert gnd.score("no lesion", meco, Fam(), (200, 100))["iou"] == 0.0

@@ -39,7 +39,7 @@ from medfm_hf import MODALITIES, __version__
 from medfm_hf.benchmark import layout
 from medfm_hf.benchmark.features import PERTURBED_COLUMNS, perturbed_features
 from medfm_hf.benchmark.layout import BenchmarkError
-from medfm_hf.io import atomic_write_text, remove_stale_temporaries, sha256_file
+from medfm_hf.io import atomic_write_text, folder_problem, remove_stale_temporaries, sha256_file
 from medfm_hf.records import (
     Record,
     mask_to_bbox,
@@ -60,7 +60,7 @@ class BuildSettings:
 
     sources: list[list] = field(default_factory=lambda: [["demo", None, {}]])  # [name, path, options]
     perturbations: list[str] | None = None  # None = every applicable perturbation
-    levels: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
+    levels: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])  # also "1-5", "1,3" (parsed when validated)
     max_size: int = 512
     seed: int = 0
     modalities: list[str] | None = None
@@ -80,25 +80,11 @@ class BuildError(BenchmarkError):
 # --------------------------------------------------------------------------------------------------------
 
 
-def _nearest_existing(p: str) -> str:
-    p = os.path.abspath(p)
-    while not os.path.exists(p):
-        parent = os.path.dirname(p)
-        if parent == p:
-            break
-        p = parent
-    return p
-
-
 def check_output_folder(out: str, flag: str = "--out") -> None:
     """Refuse an output folder that is a file, lies under a file, or cannot be written."""
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise BuildError(f"{flag} {out} is a file, not a folder; choose a folder path")
-    anc = _nearest_existing(out)
-    if not os.path.isdir(anc):
-        raise BuildError(f"{flag} {out} lies under the file {anc}; choose a folder path")
-    if not os.access(anc, os.W_OK | os.X_OK):
-        raise BuildError(f"{flag} {out}: no permission to write in {anc}; choose a writable folder")
+    problem = folder_problem(out)
+    if problem:
+        raise BuildError(f"{flag} {problem}")
 
 
 def _inside(child: str, parent: str) -> bool:

@@ -28,7 +28,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from medfm_hf.benchmark.build import BuildSettings, build_benchmark
-    from medfm_hf.benchmark.layout import parse_levels
     from medfm_hf.dataset_io import format_table
     from medfm_hf.sources import parse_sources_arg
 
@@ -38,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     if args.modalities:
         modalities = [m.strip() for m in args.modalities.split(",") if m.strip()]
     # every setting is checked by build_benchmark (validate_settings) before anything is read or written
-    settings = BuildSettings(sources=sources, perturbations=perts, levels=parse_levels(args.levels),
+    settings = BuildSettings(sources=sources, perturbations=perts, levels=args.levels,
                              max_size=args.max_size, seed=args.seed, modalities=modalities)
     summary = build_benchmark(settings, args.out, num_proc=args.num_proc, overwrite=args.overwrite,
                               progress=not args.no_progress, refuse_changed=args.refuse_changed)

@@ -186,12 +186,11 @@ def _model_kwargs(text: str | dict, model: str) -> dict[str, Any]:
 
 
 def _check_output(out: str) -> None:
-    from medfm_hf.benchmark.build import BuildError, check_output_folder
+    from medfm_hf.io import folder_problem
 
-    try:
-        check_output_folder(out, flag="--output")
-    except BuildError as exc:
-        raise EvaluationError(str(exc)) from None
+    problem = folder_problem(out)
+    if problem:
+        raise EvaluationError(f"--output {problem}")
 
 
 def previous_run(out: str) -> dict | None:

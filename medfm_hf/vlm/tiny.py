@@ -145,6 +145,9 @@ def tiny_gemma3(seed: int = 0, image_size: int = 32, tokens_per_image: int = 4, 
     )
     torch.manual_seed(seed)
     model = Gemma3ForConditionalGeneration(config).eval()
+    with torch.no_grad():  # transformers starts the image projection at zero: the model would ignore every image
+        model.model.multi_modal_projector.mm_input_projection_weight.normal_(
+            0.0, hidden**-0.5, generator=torch.Generator().manual_seed(seed))
     model.generation_config.pad_token_id = ids["<pad>"]
     model.generation_config.eos_token_id = [ids["<eos>"], ids["<end_of_turn>"]]
     image_processor = Gemma3ImageProcessor(size={"height": image_size, "width": image_size})
