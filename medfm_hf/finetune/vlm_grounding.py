@@ -329,7 +329,7 @@ def run_grounding_finetune(args: FinetuneArguments, vargs: VLMGroundingArguments
     val_rows = read_grounding_split(dataset, "validation")
     perturb = None
     if args.perturbation_augment.strip():
-        from medfm_hf.benchmark.features import parse_levels
+        from medfm_hf.benchmark.layout import parse_levels
 
         names = [n.strip() for n in args.perturbation_augment.split(",") if n.strip()]
         try:

@@ -209,12 +209,20 @@ def test_resume_after_kill_reproduces_the_uninterrupted_run(demo_bench, tmp_path
 
 
 def test_accumulation_and_checkpointing_take_the_same_step(demo_bench, tmp_path):
+    """Also with --perturbation_augment: a sample's perturbation is a function of (seed, epoch, index), so the
+    same samples are perturbed the same way whatever the micro-batch layout."""
+    aug = dict(perturbation_augment="translate", perturbation_levels="2", perturbation_prob=0.5)
     one = tmp_path / "b4"
-    run_grounding_finetune(*gargs(demo_bench, one, max_steps=2, eval_steps=2))
+    run_grounding_finetune(*gargs(demo_bench, one, max_steps=2, eval_steps=2, **aug))
     two = tmp_path / "b2x2"
     res = run_grounding_finetune(*gargs(demo_bench, two, max_steps=2, eval_steps=2, batch_size=2,
-                                        gradient_accumulation_steps=2, gradient_checkpointing=True))
+                                        gradient_accumulation_steps=2, gradient_checkpointing=True, **aug))
     assert res["global_batch"] == 4
+    plain = tmp_path / "plain"
+    run_grounding_finetune(*gargs(demo_bench, plain, max_steps=2, eval_steps=2))
+    l0 = json.load(open(plain / "training_log.json"))["steps"]
+    la = json.load(open(one / "training_log.json"))["steps"]
+    assert [s["loss"] for s in l0] != [s["loss"] for s in la]  # the augmentation changed what was trained on
     l1, l2 = json.load(open(one / "training_log.json")), json.load(open(two / "training_log.json"))
     for x, y in zip(l1["steps"], l2["steps"], strict=True):
         assert x["answer_tokens"] == y["answer_tokens"]
