@@ -57,7 +57,7 @@ def main() -> int:
     for name, cmd in runs.items():
         res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
         if res.returncode:
-            print(res.stderr[-3000:])
+            print(f"{name}: failed\n{res.stderr[-3000:]}")
             return 1
     one = json.load(open(os.path.join(work, "one", "training_log.json")))
     two = json.load(open(os.path.join(work, "two", "training_log.json")))

@@ -71,3 +71,12 @@ def test_two_processes_match_one_for_the_same_global_batch(demo_bench, make_args
         assert abs(x["iou"] - y["iou"]) <= VAL_ATOL and abs(x["dice"] - y["dice"]) <= VAL_ATOL, (x, y)
     # the validation curve moved: the comparison is not between two untrained models
     assert len({round(v["iou"], 6) for v in log1["validation"]}) > 1
+
+
+def test_unused_parameter_choice_reaches_ddp(make_args, tmp_path):
+    from medfm_hf.finetune.trainer import make_accelerator
+
+    find = make_accelerator(make_args("", tmp_path, unused_parameters="find"))
+    assert find.ddp_handler is not None and find.ddp_handler.find_unused_parameters is True
+    freeze = make_accelerator(make_args("", tmp_path))
+    assert freeze.ddp_handler is not None and freeze.ddp_handler.find_unused_parameters is False
