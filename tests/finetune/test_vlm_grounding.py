@@ -366,7 +366,11 @@ def test_cli_and_script_take_the_task_dimension(capsys, repo_root):
 def test_hf_family_trains_in_its_declared_convention(demo_bench, tmp_path):
     out = tmp_path / "hf"
     res = run_grounding_finetune(*gargs(demo_bench, out, model="hf", max_steps=1, eval_steps=1,
-                                        model_kwargs='{"size": "tiny", "box_format": "xyxy_1000"}'))
+                                        model_kwargs='{"size": "tiny", "box_format": "xyxy_1000"}',
+                                        lora_rank=4, lora_alpha=8.0, lora_dropout=0.1))
+    peft_cfg = json.load(open(out / "adapter" / "adapter_config.json"))
+    assert (peft_cfg["r"], peft_cfg["lora_alpha"], peft_cfg["lora_dropout"]) == (4, 8.0, 0.1)
+    assert peft_cfg["target_modules"] == LM_PATTERN and res["lora"]["r"] == 4
     assert res["box_convention"]["box_format"] == "xyxy_1000"
     ans = res["example"]["answer"]
     assert ans.startswith("[") and all(0 <= int(v) <= 1000 for v in ans.strip("[]").split(","))
