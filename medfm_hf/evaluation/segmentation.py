@@ -68,17 +68,19 @@ def load_model(plan: EvalPlan, device):
     """The segmenter of the plan on ``device``; construction errors become one-line :class:`EvaluationError`."""
     from medfm_hf.models import create_segmenter
 
-    finetuned = plan.extra.get("finetuned")
+    finetuned = (plan.extra or {}).get("finetuned")
     try:
         if finetuned:  # a finetune.py output folder: base model + the trained strategy, merged
             from medfm_hf.finetune.load import load_finetuned, read_finetuned_config
 
-            trained = read_finetuned_config(finetuned)["model"]
-            if trained != plan.model:
-                raise ValueError(f"{finetuned} fine-tuned model {trained!r}, not --model {plan.model!r}")
+            tuned = read_finetuned_config(finetuned)["model"]
+            if tuned != plan.model:
+                raise EvaluationError(f"{finetuned} fine-tuned model {tuned!r}, not --model {plan.model!r}")
             model = load_finetuned(finetuned, device=device, checkpoint=plan.checkpoint)
         else:
             model = create_segmenter(plan.model, checkpoint=plan.checkpoint, device=device, **plan.model_kwargs)
+    except EvaluationError:
+        raise
     except (TypeError, ValueError, OSError, KeyError, RuntimeError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         raise EvaluationError(f"could not build model {plan.model!r} from {plan.checkpoint!r}: {msg}") from None

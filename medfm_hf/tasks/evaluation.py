@@ -99,9 +99,23 @@ def load_model(plan: EvalPlan, device):
     cache = cache_path(plan)
     if cache is not None:
         os.makedirs(os.path.dirname(os.path.abspath(cache)), exist_ok=True)
+    finetuned = (plan.extra or {}).get("finetuned")
     try:
+        if finetuned:  # finetune.py --task grounding output: base + LoRA merged (medfm_hf.finetune.vlm_grounding)
+            from medfm_hf.finetune.load import read_finetuned_config
+            from medfm_hf.finetune.vlm_grounding import load_finetuned_vlm
+
+            tuned = read_finetuned_config(finetuned)["model"]
+            if tuned != plan.model:
+                raise EvaluationError(f"{finetuned} fine-tuned model {tuned!r}, not --model {plan.model!r}")
+            model = load_finetuned_vlm(finetuned, device=str(device), checkpoint=plan.checkpoint,
+                                       batch_size=plan.batch_size, cache=cache)
+            model.name = plan.model
+            return model
         return create_vlm(plan.model, checkpoint=plan.checkpoint, device=str(device), batch_size=plan.batch_size,
                           cache=cache, **plan.model_kwargs)
+    except EvaluationError:
+        raise
     except (TypeError, ValueError, OSError, KeyError, RuntimeError, ImportError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         raise EvaluationError(f"could not build vision-language model {plan.model!r} from {plan.checkpoint!r}: "
