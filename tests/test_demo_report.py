@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
 
 import pandas as pd
 import pytest
 
 from medfm_hf.commands import demo
+from medfm_hf.evaluation.results import COLUMNS
+from medfm_hf.reporting.demo import report_tables, write_demo_report
 
 
 def _rows(model_iou: dict, kind: str, name: str, level: int, drop: float, **extra) -> list[dict]:
@@ -41,7 +45,7 @@ def _runs() -> dict:
 
 
 def test_tables_aggregate_per_modality_perturbation_and_attack():
-    tabs = demo.report_tables(_runs())
+    tabs = report_tables(_runs())
     clean = tabs["clean"].set_index("modality")
     assert clean.loc["ct", "LiteMedSAM IoU"] == pytest.approx(0.9)
     assert clean.loc["fundus", "GrabCut IoU"] == pytest.approx(0.5)
@@ -57,16 +61,33 @@ def test_tables_aggregate_per_modality_perturbation_and_attack():
     assert h["worst_perturbation"] == "blur"
 
 
+def _with_folders(runs: dict, root) -> dict:
+    """Write each run's rows as an evaluator results folder (what the report command reads)."""
+    for name, res in runs.items():
+        folder = os.path.join(str(root), name)
+        os.makedirs(folder)
+        df = res["results"].assign(source="demo", dice=res["results"]["iou"], clean_dice=res["results"]["clean_iou"],
+                                   dice_drop=res["results"]["iou_drop"], seconds=0.1)
+        df.reindex(columns=COLUMNS).to_parquet(os.path.join(folder, f"{name}_results.parquet"), index=False)
+        with open(os.path.join(folder, "run.json"), "w", encoding="utf-8") as fh:
+            json.dump({"model": {"name": name}}, fh)
+        res["output"] = folder
+    return runs
+
+
 def test_report_headlines_litemedsam(tmp_path):
     build = {"records": 140, "shards": 2, "report": pd.DataFrame({"cells": [10, 10], "in_band_rate": [1.0, 0.9]})}
-    path = demo.write_report(str(tmp_path), _runs(), build, 0.95, {"build": 1.0, "total": 2.0},
-                             demo.DEFAULT_SELECTION)
+    out = tmp_path / "demo"
+    out.mkdir()
+    path = write_demo_report(str(out), _with_folders(_runs(), tmp_path / "results"), build, 0.95,
+                             {"build": 1.0, "total": 2.0}, demo.DEFAULT_SELECTION)
     text = open(path, encoding="utf-8").read()
     assert text.startswith("# medfm_hf demo report: LiteMedSAM")
     assert "Clean IoU: LiteMedSAM 0.800, GrabCut 0.300" in text
     assert "PGD by up to 0.800" in text and "synthetic" in text and "at most ε = 2/255, 10/255" in text
     assert "hurts 7.3x more than the most harmful calibrated perturbation" in text  # 0.8 vs blur 0.11
-    assert (tmp_path / "severity_medsam_lite.png").stat().st_size > 1000
+    assert (out / "report" / "report.html").stat().st_size > 1000  # written by the report command
+    assert "](report/figures/" in text  # its figures are embedded in REPORT.md
     assert "small SAM" not in text and "small_sam" not in text
 
 

@@ -52,12 +52,14 @@ def test_one_and_two_processes_identical(bench, tmp_path):
 
 def test_images_option_selects_clean_test_images(bench, tmp_path):
     from medfm_hf.evaluation.args import EvalArguments
-    from medfm_hf.evaluation.data import Benchmark, EvaluationError
-    from medfm_hf.evaluation.segmentation import plan
+    from medfm_hf.evaluation.plan import EvaluationError
+    from medfm_hf.evaluation.runner import plan_run
 
     def ids(images):
-        args = EvalArguments(model="medsam_lite", dataset=bench, output=str(tmp_path), images=images, levels="1")
-        return sorted({it.image_id for b in plan(Benchmark(bench), args, [1], ["fgsm"]) for it in b.items})
+        args = EvalArguments(model="medsam_lite", dataset=bench, output=str(tmp_path), images=images, levels="1",
+                             attacks="fgsm")
+        plan, _ = plan_run(args)
+        return sorted({it.image_id for b in plan.batches for it in b.items})
 
     assert ids("all") == [f"demo/ct_0{i}" for i in range(6)]
     assert ids("demo/ct_0[03], demo/ct_05") == ["demo/ct_00", "demo/ct_03", "demo/ct_05"]

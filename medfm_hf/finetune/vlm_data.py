@@ -135,7 +135,7 @@ class GroundingExample:
 
 def to_rgb8(image: np.ndarray) -> np.ndarray:
     """The image a VLM is shown, as the evaluator converts it (uint16 / 257, grey repeated to RGB)."""
-    from medfm_hf.tasks.evaluation import to_rgb_uint8
+    from medfm_hf.tasks.base import to_rgb_uint8
 
     image = to_rgb_uint8(image)
     if image.ndim == 2:

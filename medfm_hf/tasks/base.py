@@ -19,7 +19,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["TaskSpec", "row_meta", "template_for"]
+import numpy as np
+
+__all__ = ["TaskSpec", "row_meta", "template_for", "to_rgb_uint8"]
 
 
 def row_meta(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -108,3 +110,11 @@ def template_for(spec: TaskSpec, model: Any) -> str:
         if key and key in spec.templates:
             return spec.templates[key]
     return spec.templates["default"]
+
+
+def to_rgb_uint8(image: np.ndarray) -> np.ndarray:
+    """A stored benchmark image as the ``uint8`` array a VLM is shown (``uint16`` scaled linearly)."""
+    img = np.asarray(image)
+    if img.dtype == np.uint16:
+        img = (img.astype(np.float64) / 257.0).round().astype(np.uint8)
+    return img

@@ -27,6 +27,7 @@ import pandas as pd
 
 from medfm_hf.benchmark import layout
 from medfm_hf.evaluation.plan import Batch, EvalPlan, EvaluationError, WorkItem
+from medfm_hf.tasks.base import to_rgb_uint8
 
 logger = logging.getLogger(__name__)
 
@@ -127,14 +128,6 @@ def _generation_config(plan: EvalPlan, spec):
 
     mnt = plan.extra.get("max_new_tokens") if plan.extra else None
     return GenerationConfig(max_new_tokens=int(mnt or spec.max_new_tokens), seed=plan.seed)
-
-
-def to_rgb_uint8(image: np.ndarray) -> np.ndarray:
-    """A stored benchmark image as the ``uint8`` array a VLM is shown (``uint16`` scaled linearly)."""
-    img = np.asarray(image)
-    if img.dtype == np.uint16:
-        img = (img.astype(np.float64) / 257.0).round().astype(np.uint8)
-    return img
 
 
 def _is_local(model) -> bool:
