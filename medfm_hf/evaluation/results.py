@@ -32,8 +32,8 @@ def part_run_key(path: str) -> str | None:
     return value.decode() if value else None
 
 
-def merge_parts(plan) -> pd.DataFrame:
-    """Concatenate the part files of ``plan``'s batches (all of the same run), sorted, joined to clean."""
+def read_parts(plan) -> pd.DataFrame:
+    """The part files of ``plan``'s batches concatenated; refuses missing parts and parts of another run."""
     expected = [b.key for b in plan.batches]
     missing = [k for k in expected if not os.path.exists(plan.part_path(k))]
     if missing:
@@ -42,7 +42,12 @@ def merge_parts(plan) -> pd.DataFrame:
     if foreign:
         raise RuntimeError(f"{len(foreign)} result parts belong to another run (e.g. {foreign[0]}); rerun with "
                            "--overwrite")
-    df = pd.concat([pd.read_parquet(plan.part_path(k)) for k in expected], ignore_index=True)
+    return pd.concat([pd.read_parquet(plan.part_path(k)) for k in expected], ignore_index=True)
+
+
+def merge_parts(plan) -> pd.DataFrame:
+    """Concatenate the part files of ``plan``'s batches (all of the same run), sorted, joined to clean."""
+    df = read_parts(plan)
     clean = df[df["kind"] == "clean"].set_index("image_id")
     df["clean_iou"] = df["image_id"].map(clean["iou"])
     df["clean_dice"] = df["image_id"].map(clean["dice"])

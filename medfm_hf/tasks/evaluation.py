@@ -181,17 +181,9 @@ def run_batch(model, reader, batch: Batch, plan: EvalPlan, device, autocast) -> 
 
 def merge_parts(plan: EvalPlan) -> pd.DataFrame:
     """The per-sample table of a finished run: parts concatenated, task columns finalised, sorted."""
-    from medfm_hf.evaluation.results import part_run_key
+    from medfm_hf.evaluation.results import read_parts
 
-    expected = [b.key for b in plan.batches]
-    missing = [k for k in expected if not os.path.exists(plan.part_path(k))]
-    if missing:
-        raise RuntimeError(f"{len(missing)} batches have no results (e.g. {missing[:3]}); rerun to finish them")
-    foreign = [k for k in expected if part_run_key(plan.part_path(k)) != plan.run_key]
-    if foreign:
-        raise RuntimeError(f"{len(foreign)} result parts belong to another run (e.g. {foreign[0]}); rerun with "
-                           "--overwrite")
-    df = pd.concat([pd.read_parquet(plan.part_path(k)) for k in expected], ignore_index=True)
+    df = read_parts(plan)
     spec = _spec(plan)
     if spec.finalize is not None:
         df = spec.finalize(df)
