@@ -568,6 +568,16 @@ class _Ranks:
     def main(self) -> bool:
         return self.rank == 0
 
+    def close(self) -> None:
+        """Leave the process group (a rank exiting with it alive can abort in the collective's threads)."""
+        if self._state is None:
+            return
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+        self._state = None
+
     def broadcast(self, obj):
         if self._state is None:
             return obj
@@ -771,50 +781,57 @@ def build_benchmark(settings: BuildSettings, out: str, *, num_proc: int = 1, ove
     t0 = time.perf_counter()
     validate_settings(settings, out, num_proc)
     ranks = _Ranks()
-    prep: _Prepared | None = None
-    error = None
-    if ranks.main:
+
+    def build() -> dict:
+        prep: _Prepared | None = None
+        error = None
+        if ranks.main:
+            try:
+                prep = _prepare(settings, out, overwrite, refuse_changed)
+            except Exception as exc:
+                if ranks.world == 1:
+                    raise
+                error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc)
+                ranks.broadcast({"error": error})
+                raise
+        plan = ranks.broadcast(None if prep is None else {"todo": prep.todo, "clean_sha": prep.clean_sha,
+                                                          "fps": prep.fingerprints})
+        if plan is not None and "error" in plan:
+            raise BuildError(plan["error"])
+        mine = plan["todo"][ranks.rank :: ranks.world]
+        if ranks.main:
+            logger.info("%d shards (%d already done, %d rebuilt after an input change)%s", len(prep.shards),
+                        len(prep.shards) - len(prep.todo), len(prep.rebuilt),
+                        f"; {ranks.world} ranks" if ranks.world > 1 else "")
+        jobs = [(out, s, p, list(settings.levels), settings.seed, plan["fps"][f"{s}__{p}"], plan["clean_sha"])
+                for s, p in mine]
+        failure = None
         try:
-            prep = _prepare(settings, out, overwrite, refuse_changed)
+            _run_jobs(jobs, num_proc, progress and ranks.main)
         except Exception as exc:
             if ranks.world == 1:
                 raise
-            error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc)
-            ranks.broadcast({"error": error})
-            raise
-    plan = ranks.broadcast(None if prep is None else {"todo": prep.todo, "clean_sha": prep.clean_sha,
-                                                      "fps": prep.fingerprints})
-    if plan is not None and "error" in plan:
-        raise BuildError(plan["error"])
-    mine = plan["todo"][ranks.rank :: ranks.world]
-    if ranks.main:
-        logger.info("%d shards (%d already done, %d rebuilt after an input change)%s", len(prep.shards),
-                    len(prep.shards) - len(prep.todo), len(prep.rebuilt),
-                    f"; {ranks.world} ranks" if ranks.world > 1 else "")
-    jobs = [(out, s, p, list(settings.levels), settings.seed, plan["fps"][f"{s}__{p}"], plan["clean_sha"])
-            for s, p in mine]
-    failure = None
+            failure = f"rank {ranks.rank}: {type(exc).__name__}: {exc}"
+        failures = [f for f in ranks.gather(failure) if f]
+        if failures:
+            if failure:
+                raise BuildError(failure)
+            raise BuildError(f"another process failed ({failures[0]}); rerun the same command to resume")
+        if not ranks.main:
+            ranks.gather(None)  # wait for rank 0 to finish the manifest
+            return {"records": None, "shards": len(plan["todo"]), "resumed_shards": None, "rank": ranks.rank,
+                    "seconds": time.perf_counter() - t0, "source_reports": [], "report": None, "rebuilt": []}
+        try:
+            infos, report = _finish(out, settings, prep, write_card)
+        finally:
+            ranks.gather(None)
+        return {"records": len(prep.records), "shards": len(prep.shards),
+                "resumed_shards": len(prep.shards) - len(prep.todo), "rebuilt": [f"{s}/{p}" for s, p in prep.rebuilt],
+                "built": [f"{s}/{p}" for s, p in prep.todo], "seconds": time.perf_counter() - t0,
+                "source_reports": prep.reports, "bad_inputs": prep.bad, "report": report,
+                "skipped": [sk for i in infos for sk in i.get("skipped", [])]}
+
     try:
-        _run_jobs(jobs, num_proc, progress and ranks.main)
-    except Exception as exc:
-        if ranks.world == 1:
-            raise
-        failure = f"rank {ranks.rank}: {type(exc).__name__}: {exc}"
-    failures = [f for f in ranks.gather(failure) if f]
-    if failures:
-        if failure:
-            raise BuildError(failure)
-        raise BuildError(f"another process failed ({failures[0]}); rerun the same command to resume")
-    if not ranks.main:
-        ranks.gather(None)  # wait for rank 0 to finish the manifest
-        return {"records": None, "shards": len(plan["todo"]), "resumed_shards": None, "rank": ranks.rank,
-                "seconds": time.perf_counter() - t0, "source_reports": [], "report": None, "rebuilt": []}
-    try:
-        infos, report = _finish(out, settings, prep, write_card)
+        return build()
     finally:
-        ranks.gather(None)
-    return {"records": len(prep.records), "shards": len(prep.shards),
-            "resumed_shards": len(prep.shards) - len(prep.todo), "rebuilt": [f"{s}/{p}" for s, p in prep.rebuilt],
-            "built": [f"{s}/{p}" for s, p in prep.todo], "seconds": time.perf_counter() - t0,
-            "source_reports": prep.reports, "bad_inputs": prep.bad, "report": report,
-            "skipped": [sk for i in infos for sk in i.get("skipped", [])]}
+        ranks.close()  # every rank leaves the process group before the interpreter exits
