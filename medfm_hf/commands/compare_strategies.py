@@ -42,10 +42,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from medfm_hf.finetune.compare import CompareArguments, compare_strategies, to_markdown
+    from medfm_hf.finetune.compare import CompareArguments, compare_strategies
+    from medfm_hf.reporting.strategies import ranking_markdown
 
     ca = CompareArguments(**{f.name: getattr(args, f.name) for f in dataclasses.fields(CompareArguments)})
     table = compare_strategies(ca)
-    print(to_markdown(table))
+    print(ranking_markdown(table))
     print(f"ranking, plot and per-strategy folders in {ca.output}")
     return 0

@@ -26,7 +26,7 @@ import pandas as pd
 from medfm_hf.dataset_io import atomic_write_text
 from medfm_hf.finetune.args import FinetuneArguments
 from medfm_hf.finetune.strategies import STRATEGIES
-from medfm_hf.io import atomic_path
+from medfm_hf.reporting.strategies import plot_ranking, ranking_markdown
 
 logger = logging.getLogger(__name__)
 
@@ -127,56 +127,6 @@ def robustness_row(df: pd.DataFrame) -> dict:
     return row
 
 
-def _plot(table: pd.DataFrame, path: str, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
-    x = np.arange(len(table))
-    a.bar(x - 0.2, table["clean_iou"], 0.4, label="clean")
-    if "perturbed_iou" in table:
-        a.bar(x + 0.2, table["perturbed_iou"], 0.4, label="perturbed (mean)")
-    a.set_xticks(x, table["strategy"], rotation=30, ha="right")
-    a.set_ylabel("IoU")
-    a.set_title("clean vs perturbed IoU")
-    a.legend()
-    if "rel_iou_drop" in table:
-        tp = table["trainable_params"].clip(lower=1)
-        b.scatter(tp, table["rel_iou_drop"] * 100)
-        for _, r in table.iterrows():
-            b.annotate(r["strategy"], (max(r["trainable_params"], 1), r["rel_iou_drop"] * 100), fontsize=8)
-        b.set_xscale("log")
-        b.set_xlabel("trainable parameters")
-        b.set_ylabel("mean relative IoU drop (%)")
-        b.set_title("robustness vs trainable parameters")
-    fig.suptitle(title)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-
-
-def to_markdown(table: pd.DataFrame) -> str:
-    """The ranking as a Markdown table (IoU-type numbers to 4 decimals, counts as integers)."""
-
-    def fmt(col: str, v) -> str:
-        if v is None or (not isinstance(v, str) and pd.isna(v)):
-            return ""
-        if col in ("rank", "trainable_params", "selected_step"):
-            return f"{int(v):,}"
-        if col == "train_s":
-            return f"{float(v):.0f}"
-        return f"{v:.4f}" if isinstance(v, float) else str(v)
-
-    cols = list(table.columns)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    for _, r in table.iterrows():
-        lines.append("| " + " | ".join(fmt(c, r[c]) for c in cols) + " |")
-    return "\n".join(lines)
-
-
 def compare_strategies(args: CompareArguments) -> pd.DataFrame:
     """Train every strategy of ``args.strategies`` under one budget, evaluate each, write the ranking."""
     from medfm_hf.evaluation.args import EvalArguments
@@ -226,8 +176,8 @@ def write_ranking(args: CompareArguments, rows: list[dict], strategies: list[str
     table = table.sort_values(key, ascending=False, kind="stable").reset_index(drop=True)
     table.insert(0, "rank", np.arange(1, len(table) + 1))
     atomic_write_text(os.path.join(args.output, "ranking.csv"), table.to_csv(index=False, float_format="%.6g"))
-    atomic_write_text(os.path.join(args.output, "ranking.md"), to_markdown(table) + "\n")
-    _plot(table, os.path.join(args.output, "ranking.png"), f"{args.model}: fine-tuning strategies, "
+    atomic_write_text(os.path.join(args.output, "ranking.md"), ranking_markdown(table) + "\n")
+    plot_ranking(table, os.path.join(args.output, "ranking.png"), f"{args.model}: fine-tuning strategies, "
           f"{args.max_steps} steps x batch {args.batch_size}")
     atomic_write_text(os.path.join(args.output, "compare.json"),
                       json.dumps({"arguments": dataclasses.asdict(args), "ranked_by": key,
