@@ -11,22 +11,10 @@ HELP = ("Evaluate a segmenter (clean, perturbed, FGSM/PGD) or a VLM (--task vqa|
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from medfm_hf.commands._fields import add_dataclass_arguments
     from medfm_hf.evaluation.args import EvalArguments
 
-    for f in dataclasses.fields(EvalArguments):
-        flags = ["--" + f.name.replace("_", "-")] + (["--" + f.name] if "_" in f.name else [])
-        help_ = f.metadata.get("help", "")
-        if f.type in (bool, "bool"):
-            parser.add_argument(*flags, dest=f.name, action="store_true", help=help_)
-            continue
-        kw: dict = {"dest": f.name, "help": help_}
-        if f.default is dataclasses.MISSING:
-            kw["required"] = True
-        else:
-            kw["default"] = f.default
-        if f.type in (int, "int", "int | None"):
-            kw["type"] = int
-        parser.add_argument(*flags, **kw)
+    add_dataclass_arguments(parser, dataclasses.fields(EvalArguments))
 
 
 def run(args: argparse.Namespace) -> int:

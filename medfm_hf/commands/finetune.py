@@ -11,22 +11,11 @@ HELP = ("Fine-tune a segmenter (full, decoder_only, decoder_prompt, encoder_part
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from medfm_hf.commands._fields import add_dataclass_arguments
     from medfm_hf.finetune.args import FinetuneArguments
     from medfm_hf.finetune.vlm_args import VLMGroundingArguments
 
-    for f in [*dataclasses.fields(FinetuneArguments), *dataclasses.fields(VLMGroundingArguments)]:
-        help_ = f.metadata.get("help", "")
-        flags = ["--" + f.name] + (["--" + f.name.replace("_", "-")] if "_" in f.name else [])
-        if f.type in (bool, "bool"):
-            parser.add_argument(*flags, dest=f.name, action="store_true", help=help_)
-            continue
-        kw: dict = {"dest": f.name, "help": help_}
-        if f.default is dataclasses.MISSING:
-            kw["required"] = True
-        else:
-            kw["default"] = f.default
-        kw["type"] = {"int": int, "float": float}.get(str(f.type), str)
-        parser.add_argument(*flags, **kw)
+    add_dataclass_arguments(parser, [*dataclasses.fields(FinetuneArguments), *dataclasses.fields(VLMGroundingArguments)])
 
 
 def run(args: argparse.Namespace) -> int:
