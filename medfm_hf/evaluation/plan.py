@@ -95,8 +95,11 @@ class EvalPlan:
 
     @property
     def run_key(self) -> str:
-        return layout.fingerprint({"settings": self.settings(), "dataset": self.fingerprints["dataset"],
-                                   "checkpoint": self.fingerprints["checkpoint"]})
+        key = {"settings": self.settings(), "dataset": self.fingerprints["dataset"],
+               "checkpoint": self.fingerprints["checkpoint"]}
+        if self.fingerprints.get("finetuned"):  # the fine-tuned weights' content, not just their folder's name
+            key["finetuned"] = self.fingerprints["finetuned"]
+        return layout.fingerprint(key)
 
     def state(self) -> dict[str, Any]:
         """The record kept in ``.medfm/eval_settings.json`` (and compared by a rerun)."""
@@ -208,8 +211,8 @@ def _check_previous(plan: EvalPlan) -> None:
     new = plan.state()
     old_settings, old_fp = old.get("settings", {}), old.get("fingerprints", {})
     diffs = [f"{k}: {old_settings.get(k)!r} -> {v!r}" for k, v in new["settings"].items() if old_settings.get(k) != v]
-    for k in ("dataset", "checkpoint"):
-        if old_fp.get(k) != new["fingerprints"][k]:
+    for k in ("dataset", "checkpoint", "finetuned"):
+        if old_fp.get(k) != new["fingerprints"].get(k):
             diffs.append(f"{k} fingerprint {old_fp.get(k)} -> {new['fingerprints'][k]}")
     raise EvaluationError(f"{plan.output} holds a run with other settings or inputs ({'; '.join(diffs) or 'older format'}"
                           "); pass --overwrite to start afresh or choose another --output")
@@ -281,6 +284,11 @@ def make_plan(args, *, reader=None) -> tuple[EvalPlan, Any]:
              "seed", "step_rule", "model_kwargs", "mixed_precision", "push_to_hub", "no_progress", "overwrite",
              "allow_incomplete", "task", "max_new_tokens", "vlm_cache"}
     extra = {k: v for k, v in asdict(args).items() if k not in known}  # fields added by other features
+    if extra.get("finetuned"):  # a finetune.py output folder: its files' content keys the run
+        if not os.path.isdir(extra["finetuned"]):
+            raise EvaluationError(f"--finetuned {extra['finetuned']!r} is not a folder; pass the output folder of "
+                                  "finetune.py")
+        fingerprints["finetuned"] = checkpoint_fingerprint(extra["finetuned"])
     if vlm:  # what changes a VLM answer; the cache location does not
         extra["max_new_tokens"] = getattr(args, "max_new_tokens", None)
     plan = EvalPlan(

@@ -81,6 +81,17 @@ def test_outputs_reload_and_evaluate(demo_bench, make_args, tmp_path):
                                              finetuned=str(out), configs="none", batch_size=4, no_progress=True,
                                              allow_incomplete=True))
     assert len(ev["results"]) == 4 and ev["results"]["iou"].between(0, 1).all()
+    # the run is keyed by the fine-tuned weights' content: retrained weights in the same folder are refused
+    from safetensors.torch import save_file
+
+    from medfm_hf.evaluation.plan import EvaluationError
+
+    save_file({k: v + 1e-3 for k, v in saved.items()}, str(out / "model.safetensors"))
+    with pytest.raises(EvaluationError, match="finetuned fingerprint"):
+        evaluate_segmentation(EvalArguments(model="medsam", dataset=demo_bench, output=str(tmp_path / "ev"),
+                                            finetuned=str(out), configs="none", batch_size=4, no_progress=True,
+                                            allow_incomplete=True))
+    save_file(saved, str(out / "model.safetensors"))
     # another base model is refused by its fingerprint
     other = create_segmenter("medsam", size="tiny", image_size=64, seed=1)
     other.save_pretrained(str(tmp_path / "other"))
