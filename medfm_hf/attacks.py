@@ -100,6 +100,11 @@ def _attack_mode(model: Segmenter) -> Iterator[None]:
         model.train(was_training)
 
 
+def _check_epsilon(epsilon: float) -> None:
+    if not 0 <= epsilon <= 1:  # also refuses NaN
+        raise AttackError(f"epsilon is an L-infinity budget in [0, 1] image units (e.g. 8/255), got {epsilon}")
+
+
 def _check(model: Segmenter, images: torch.Tensor, boxes, masks) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     if not getattr(model, "differentiable", False):
         raise AttackError(
@@ -148,8 +153,7 @@ def fgsm(
     torch.Tensor
         The adversarial images, detached, same shape as ``images``.
     """
-    if not epsilon >= 0:
-        raise AttackError(f"epsilon must be >= 0, got {epsilon}")
+    _check_epsilon(epsilon)
     images, boxes, masks = _check(model, images, boxes, masks)
     with _attack_mode(model):
         grad = _gradient(model, images, boxes, masks)
@@ -183,8 +187,7 @@ def pgd(
     generator
         Seeded ``torch.Generator`` (CPU) for the random start, e.g. ``torch.Generator().manual_seed(0)``.
     """
-    if not epsilon >= 0:
-        raise AttackError(f"epsilon must be >= 0, got {epsilon}")
+    _check_epsilon(epsilon)
     if steps < 1:
         raise AttackError(f"steps must be >= 1, got {steps}")
     if random_start and generator is None:

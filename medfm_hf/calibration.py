@@ -202,6 +202,11 @@ def _distance_to_band(ssim_value: float, level: int) -> float:
 
 
 def _check_levels(levels: tuple[int, ...] | list[int]) -> tuple[int, ...]:
+    if isinstance(levels, (str, bytes)) or not hasattr(levels, "__iter__"):
+        raise PerturbationError(f"levels must be a sequence of integers 1-5 such as (1, 3, 5), got {levels!r}")
+    odd = [v for v in levels if isinstance(v, bool) or not float(v).is_integer()]
+    if odd:
+        raise PerturbationError(f"levels must be whole numbers 1-5, got {odd}")
     out = tuple(int(v) for v in levels)
     if not out:
         raise PerturbationError("levels is empty; pass e.g. levels=(1, 2, 3, 4, 5)")

@@ -107,6 +107,10 @@ def check_batch(images: torch.Tensor, boxes: torch.Tensor | np.ndarray | Sequenc
         raise SegmenterInputError(
             f"{name}: images must be floating point in [0, 1], got {images.dtype}; use to_model_input()"
         )
+    if images.shape[0] < 1 or min(images.shape[-2:]) < 1:
+        raise SegmenterInputError(f"{name}: empty image batch {tuple(images.shape)}")
+    if not torch.isfinite(images).all():
+        raise SegmenterInputError(f"{name}: images contain NaN or infinite values; check the conversion")
     boxes_t = torch.as_tensor(boxes, dtype=torch.float32, device=images.device)
     if boxes_t.ndim == 1:
         boxes_t = boxes_t[None]
@@ -119,6 +123,13 @@ def check_batch(images: torch.Tensor, boxes: torch.Tensor | np.ndarray | Sequenc
         boxes_t[:, 3] <= boxes_t[:, 1]
     ).any():
         raise SegmenterInputError(f"{name}: every box needs finite x0 < x1 and y0 < y1, got {boxes_t.tolist()}")
+    h, w = images.shape[-2:]
+    outside = (boxes_t[:, 2] <= 0) | (boxes_t[:, 3] <= 0) | (boxes_t[:, 0] >= w) | (boxes_t[:, 1] >= h)
+    if outside.any():
+        raise SegmenterInputError(
+            f"{name}: box(es) {boxes_t[outside].tolist()} lie entirely outside the {h}x{w} image; boxes are "
+            "[x0, y0, x1, y1] in the pixels of the image passed"
+        )
     if images.shape[1] == 1:
         images = images.expand(-1, 3, -1, -1)
     return images, boxes_t

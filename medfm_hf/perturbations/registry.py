@@ -154,6 +154,17 @@ class Perturbation:
         strength = float(strength)
         if not np.isfinite(strength) or strength < 0:
             raise PerturbationError(f"{self.name}: strength must be a finite number >= 0, got {strength}")
+        top_strength = self.strength_range[1]
+        if strength > top_strength * (1 + 1e-9):
+            raise PerturbationError(
+                f"{self.name}: strength {strength:g} is above its range {self.strength_range[0]:g}-{top_strength:g} "
+                f"(physical ceiling {self.max_strength:g}); use calibrate() or a level, or a strength in range"
+            )
+        if not isinstance(rng, np.random.Generator):
+            raise PerturbationError(
+                f"{self.name}: rng must be a seeded numpy Generator, e.g. np.random.default_rng(0), "
+                f"got {type(rng).__name__}"
+            )
         if mask is not None:
             mask = np.asarray(mask).astype(bool)
             if mask.shape != image.shape[:2]:
