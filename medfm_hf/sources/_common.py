@@ -324,10 +324,32 @@ class Pairing:
             report.skip(name(f), f"not an image file ({f.suffix or 'no extension'}); ignored")
 
 
-def list_files(folder: Path, *, recursive: bool = False) -> list[Path]:
-    """Regular, non-hidden files of ``folder`` in sorted order."""
+def list_files(folder: Path, *, recursive: bool = False, report: SourceReport | None = None,
+               root: Path | None = None) -> list[Path]:
+    """Regular, non-hidden files of ``folder`` in sorted order.
+
+    With ``report``, every other non-hidden entry is reported as skipped with its reason (a sub-folder
+    when not ``recursive``, a broken or looping symbolic link, a device or socket), named relative to
+    ``root`` (default ``folder``): nothing is dropped silently.
+    """
     it = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(p for p in it if p.is_file() and not p.name.startswith("."))
+    files = []
+    for p in it:
+        if p.name.startswith("."):
+            continue
+        if p.is_file():
+            files.append(p)
+            continue
+        if report is None or (recursive and p.is_dir()):
+            continue
+        item = relpath(p, root or folder)
+        if p.is_symlink() and not p.exists():
+            report.skip(item, "symbolic link that leads nowhere (broken, or a loop); point it at an image")
+        elif p.is_dir():
+            report.skip(item, "sub-folder: only the files directly in the folder are read; move its images up")
+        else:
+            report.skip(item, "not a regular file; ignored")
+    return sorted(files)
 
 
 _MULTI_RE = re.compile(r"^(?P<base>.+)[_ -]\(?\d+\)?$")

@@ -168,7 +168,8 @@ def load_brain_tumor_mri(
         base = base.parent
     if base is None or not (base / "images").is_dir() or not (base / "masks").is_dir():
         raise FileNotFoundError(f"brain_tumor_mri: no *.mat files and no images/ + masks/ folders under {root}")
-    pairing = pair_by_stem(list_files(base / "images"), list_files(base / "masks"))
+    pairing = pair_by_stem(list_files(base / "images", report=report, root=root),
+                           list_files(base / "masks", report=report, root=root))
     pairing.report_to(report, expected="masks/<n>.png", root=root)
     splits = resolve_splits(pairing.pairs, source="brain_tumor_mri", seed=seed, report=report,
                             split_file=split_file, fractions=fr)

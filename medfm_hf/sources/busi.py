@@ -72,7 +72,7 @@ def load_busi(
             report.flag(c, f"class folder {c}/ is missing under {base}")
     items: dict[str, tuple[Path, list[Path], str]] = {}
     for cls, folder in class_dirs.items():
-        files = list_files(folder)
+        files = list_files(folder, report=report, root=base)
         masks = [f for f in files if "_mask" in f.stem]
         images = [f for f in files if "_mask" not in f.stem]
         pairing = pair_by_stem(images, masks, mask_suffix="_mask")

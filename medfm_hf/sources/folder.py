@@ -74,14 +74,19 @@ def find_layout(root: Path, images: str | None, masks: str | None, mask_suffix: 
     return img_dir, mask_dir, mask_suffix
 
 
-def collect_pairs(img_dir: Path, mask_dir: Path, mask_suffix: str):
-    """Pair the files of ``img_dir`` with those of ``mask_dir`` (see :func:`pair_by_stem`)."""
+def collect_pairs(img_dir: Path, mask_dir: Path, mask_suffix: str, report: SourceReport | None = None,
+                  root: Path | None = None):
+    """Pair the files of ``img_dir`` with those of ``mask_dir`` (see :func:`pair_by_stem`).
+
+    With ``report``, entries that are not files (sub-folders, broken or looping links) are reported.
+    """
     if img_dir == mask_dir:
-        files = list_files(img_dir)
+        files = list_files(img_dir, report=report, root=root)
         masks = [f for f in files if mask_suffix in f.stem]
         images = [f for f in files if mask_suffix not in f.stem]
     else:
-        images, masks = list_files(img_dir), list_files(mask_dir)
+        images = list_files(img_dir, report=report, root=root)
+        masks = list_files(mask_dir, report=report, root=root)
     return pair_by_stem(images, masks, mask_suffix=mask_suffix)
 
 
@@ -108,7 +113,7 @@ def load_folder(
     fr = parse_fractions(fractions)
     root = Path(path)
     img_dir, mask_dir, suffix = find_layout(root, images, masks, mask_suffix)
-    pairing = collect_pairs(img_dir, mask_dir, suffix)
+    pairing = collect_pairs(img_dir, mask_dir, suffix, report, root)
     pairing.report_to(report, expected=f"{mask_dir.name}/<stem>{suffix}.* or <stem>{suffix}_<k>.*", root=root)
     splits = resolve_splits(pairing.pairs, source="folder", seed=seed, report=report, split_file=split_file,
                             fractions=fr)

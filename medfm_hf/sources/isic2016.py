@@ -81,7 +81,8 @@ def load_isic2016(
             raise FileNotFoundError(f"isic2016: {missing}/ is missing under {root} (both {data_name}/ and {gt_name}/ "
                                     "are needed)")
         found_any = True
-        pairing = pair_by_stem(list_files(data_dir), list_files(gt_dir), mask_suffix="_Segmentation")
+        pairing = pair_by_stem(list_files(data_dir, report=report, root=root), list_files(gt_dir, report=report, root=root),
+                               mask_suffix="_Segmentation")
         pairing.report_to(report, expected=f"{gt_name}/<id>_Segmentation.png", root=root)
         for stem, pair in pairing.pairs.items():
             if stem in items:

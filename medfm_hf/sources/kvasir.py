@@ -97,7 +97,8 @@ def load_kvasir(
         raise FileNotFoundError(f"kvasir: {root} is not a directory")
     tol = as_int(box_tolerance, "box_tolerance")
     base = _dataset_dir(root)
-    pairing = pair_by_stem(list_files(base / "images"), list_files(base / "masks"))
+    pairing = pair_by_stem(list_files(base / "images", report=report, root=root),
+                           list_files(base / "masks", report=report, root=root))
     pairing.report_to(report, expected="masks/<id>.jpg", root=root)
     provided = read_provided_boxes(base, report)
     splits = resolve_splits(pairing.pairs, source="kvasir", seed=seed, report=report, split_file=split_file,

@@ -170,3 +170,20 @@ def test_folder_options_images_masks_threshold_fractions(tmp_path, fx, rng):
         load_source("folder", str(root), modality="ct", images="nope")
     with pytest.raises(ValueError, match="threshold='x' must be an integer"):
         load_source("folder", str(root), modality="ct", images="scans", masks="labels", threshold="x")
+
+
+def test_sub_folders_and_broken_or_looping_links_are_reported_not_dropped(tmp_path, fx, rng):
+    root = tmp_path / "linked"
+    fx.write(root / "images" / "a.png", fx.grey(rng))
+    fx.write(root / "masks" / "a.png", fx.rect(H, W, 1, 9, 1, 9))
+    fx.write(root / "images" / "sub" / "nested.png", fx.grey(rng))
+    fx.write(root / "masks" / "loopA.png", fx.rect(H, W, 1, 9, 1, 9))
+    (root / "images" / "loopA.png").symlink_to(root / "images" / "loopB.png")
+    (root / "images" / "loopB.png").symlink_to(root / "images" / "loopA.png")
+    (root / "images" / "gone.png").symlink_to(root / "nowhere.png")
+    recs, report = load_source("folder", str(root), modality="ct")
+    assert [r.image_id for r in recs] == ["folder/a"]
+    reasons = {i.item: i.reason for i in report.skipped}
+    assert "sub-folder" in reasons["images/sub"]
+    for name in ("images/loopA.png", "images/loopB.png", "images/gone.png"):
+        assert "symbolic link that leads nowhere" in reasons[name], reasons
