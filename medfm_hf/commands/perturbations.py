@@ -7,7 +7,7 @@ import argparse
 from medfm_hf import MODALITIES
 
 NAME = "perturbations"
-HELP = "List the registered perturbations (name, family, strength range, modalities, description)."
+HELP = "List the registered perturbations (name, family, strength range, physical ceiling, modalities, description)."
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -21,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
     from medfm_hf.perturbations.registry import catalog_rows
 
     rows = catalog_rows(args.modality)
-    cols = ["name", "family", "strength", "modalities", "notes", "description"]
+    cols = ["name", "family", "strength", "ceiling", "modalities", "notes", "description"]
     widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in cols[:-1]} if rows else {}
     print("  ".join(c.ljust(widths.get(c, 0)) for c in cols).rstrip())
     for r in rows:

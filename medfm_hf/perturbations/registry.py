@@ -348,6 +348,7 @@ def catalog_rows(modality: str | None = None) -> list[dict[str, str]]:
             "name": name,
             "family": p.family,
             "strength": f"{p.strength_range[0]:g}-{p.strength_range[1]:g}",
+            "ceiling": f"{p.max_strength:g}",
             "modalities": mods,
             "notes": ", ".join(notes),
             "description": p.description,
