@@ -19,7 +19,7 @@ class FinetunedLoadError(ValueError):
 
 def read_finetuned_config(folder: str) -> dict:
     """The ``finetune_config.json`` of an output folder of ``finetune.py``."""
-    from medfm_hf.finetune.trainer import CONFIG_NAME
+    from medfm_hf.finetune.loop import CONFIG_NAME
 
     path = os.path.join(folder, CONFIG_NAME)
     if not os.path.isfile(path):

@@ -22,7 +22,8 @@
 * **Resume**: the trainable weights, optimizer, scheduler, RNG state, log and best-so-far are written
   atomically to ``<output>/.medfm/last.pt`` every ``save_steps``; a rerun with the same settings continues
   from there and reproduces the uninterrupted run (sample order and augmentation are functions of
-  ``(seed, epoch, index)``).
+  ``(seed, epoch, index)``). The loop itself (optimizer, schedule, resume, selection) is
+  :mod:`medfm_hf.finetune.loop`, shared with VLM grounding LoRA.
 """
 
 from __future__ import annotations
@@ -33,23 +34,18 @@ import json
 import logging
 import math
 import os
-import time
 from collections.abc import Callable
 from dataclasses import asdict
 
 import torch
 
-from medfm_hf.dataset_io import atomic_write_text
 from medfm_hf.finetune.args import FinetuneArguments
+from medfm_hf.finetune.loop import atomic_safetensors, finished_run, run_loop, write_outputs
 from medfm_hf.finetune.strategies import STRATEGIES, StrategyError, apply_strategy, base_fingerprint
 from medfm_hf.finetune.train import segmentation_loss
-from medfm_hf.io import atomic_path
 
 logger = logging.getLogger(__name__)
 
-STATE_DIR = ".medfm"
-CONFIG_NAME = "finetune_config.json"
-LOG_NAME = "training_log.json"
 WEIGHTS_NAME = "model.safetensors"
 ADAPTER_DIR = "adapter"
 #: settings that do not change the result (left out of the resume check)
@@ -82,18 +78,6 @@ def make_loss(args: FinetuneArguments) -> Callable[[torch.Tensor, torch.Tensor],
     if args.loss == "focal_dice":
         return focal_dice_loss
     raise FinetuneError(f"--loss must be bce_dice or focal_dice, got {args.loss!r}")
-
-
-def lr_factor(step: int, total: int, warmup: int, kind: str) -> float:
-    """Multiplier of the peak learning rate at optimizer step ``step`` (0-based)."""
-    if warmup > 0 and step < warmup:
-        return (step + 1) / warmup
-    if kind == "constant":
-        return 1.0
-    t = (step - warmup) / max(1, total - warmup)
-    if kind == "linear":
-        return max(0.0, 1.0 - t)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -254,18 +238,6 @@ def validate(model, dataset, accelerator, batch_size: int) -> dict:
     return {"iou": float(allv[:, 1].mean()), "dice": float(allv[:, 2].mean()), "n": int(len(allv))}
 
 
-def _atomic_torch_save(obj, path: str) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
-
-
-def _atomic_safetensors(tensors: dict[str, torch.Tensor], path: str, metadata: dict | None = None) -> None:
-    from safetensors.torch import save_file
-
-    with atomic_path(path) as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
-
-
 def _versions() -> dict:
     import accelerate
     import peft
@@ -295,6 +267,37 @@ def make_accelerator(args: FinetuneArguments):
 # --------------------------------------------------------------------------------------------------------
 
 
+class _SegmentationSteps:
+    """One optimizer step of a segmenter: forward/backward over this rank's accumulation micro-batches."""
+
+    def __init__(self, train_ds, loss_fn, accelerator, acc: int, num_workers: int):
+        self.ds, self.loss_fn, self.accelerator, self.acc, self.num_workers = train_ds, loss_fn, accelerator, acc, num_workers
+        self.it = None
+
+    def start_epoch(self, epoch: int, micro: list, first: int) -> None:
+        from medfm_hf.finetune.data import collate
+
+        loader = torch.utils.data.DataLoader(self.ds, batch_sampler=micro[first * self.acc:], collate_fn=collate,
+                                             num_workers=self.num_workers)
+        self.it = iter(loader)
+
+    def step(self, model, j: int, params) -> tuple[float, list[str], dict]:
+        accel, dev = self.accelerator, self.accelerator.device
+        _set_train_mode(model)
+        losses, ids = [], []
+        for a in range(self.acc):
+            batch = next(self.it)
+            ids += [self.ds.image_ids[i] for i in batch["index"].tolist()]
+            sync = contextlib.nullcontext() if a == self.acc - 1 else accel.no_sync(model)
+            with sync:
+                with accel.autocast():
+                    probs = model(batch["image"].to(dev), batch["box"].to(dev))
+                loss = self.loss_fn(probs.float(), batch["mask"].to(dev))
+                accel.backward(loss / self.acc)
+            losses.append(loss.detach())
+        return float(accel.reduce(torch.stack(losses).mean(), reduction="mean")), ids, {}
+
+
 def run_finetune(args: FinetuneArguments, accelerator=None, *, step_callback: Callable[[int], None] | None = None,
                  ) -> dict | None:
     """Fine-tune ``args.model`` with ``args.strategy``; returns the output config (main process) or ``None``.
@@ -302,8 +305,6 @@ def run_finetune(args: FinetuneArguments, accelerator=None, *, step_callback: Ca
     ``step_callback(step)`` is called after every optimizer step (after the resume checkpoint of that step is
     written); tests raise from it to simulate a kill.
     """
-    from tqdm.auto import tqdm
-
     from medfm_hf.finetune.data import (
         PerturbationAugment,
         SegmentationSplit,
@@ -315,21 +316,10 @@ def run_finetune(args: FinetuneArguments, accelerator=None, *, step_callback: Ca
 
     check_args(args)
     out = os.path.abspath(args.output)
-    config_path = os.path.join(out, CONFIG_NAME)
-    state_dir = os.path.join(out, STATE_DIR)
-    settings_path = os.path.join(state_dir, "finetune_settings.json")
     settings = settings_of(args)
-    if os.path.exists(settings_path):
-        with open(settings_path, encoding="utf-8") as fh:
-            old = json.load(fh)
-        if old != json.loads(json.dumps(settings)):
-            diff = sorted(k for k in settings if old.get(k) != settings[k])
-            raise FinetuneError(f"{out} holds a run with other settings (differs in {', '.join(diff)}); "
-                                "choose another --output")
-        if os.path.exists(config_path):
-            logger.info("%s is finished already; delete it to train again", out)
-            with open(config_path, encoding="utf-8") as fh:
-                return json.load(fh)
+    done = finished_run(out, settings, FinetuneError)
+    if done is not None:
+        return done
 
     # ---- data (clean/train and clean/validation only) -------------------------------------------------
     dataset = resolve_dataset(args.dataset)
@@ -354,8 +344,6 @@ def run_finetune(args: FinetuneArguments, accelerator=None, *, step_callback: Ca
         raise FinetuneError(f"clean/train has {len(train_ds)} images, fewer than one global batch of {global_batch} "
                             f"(batch_size {args.batch_size} x {world} processes x {acc} accumulation); lower them")
     total = args.max_steps if args.max_steps > 0 else args.epochs * steps_per_epoch
-    eval_every = args.eval_steps or steps_per_epoch
-    save_every = args.save_steps or eval_every
     loss_fn = make_loss(args)
 
     # ---- model and strategy -----------------------------------------------------------------------------
@@ -376,145 +364,27 @@ def run_finetune(args: FinetuneArguments, accelerator=None, *, step_callback: Ca
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     if not names:
         raise FinetuneError(f"strategy {args.strategy!r} leaves nothing to train on {args.model}")
-    params = [dict(model.named_parameters())[n] for n in names]
-    n_trainable = sum(p.numel() for p in params)
-    opt_cls = torch.optim.AdamW if args.optimizer == "adamw" else torch.optim.Adam
-    optimizer = opt_cls(params, lr=args.learning_rate,
-                        weight_decay=args.weight_decay if args.optimizer == "adamw" else 0.0)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, total, args.warmup_steps, args.lr_scheduler))
 
-    # ---- resume -----------------------------------------------------------------------------------------
-    last_path = os.path.join(state_dir, "last.pt")
-    best_path = os.path.join(state_dir, "best.safetensors")
-    log: dict = {"steps": [], "validation": []}
-    best = {"step": -1, "iou": -1.0, "dice": -1.0}
-    step = 0
-    resumed = os.path.exists(last_path)
-    if resumed:
-        state = torch.load(last_path, map_location="cpu", weights_only=False)
-        own = dict(model.named_parameters())
-        missing = [n for n in names if n not in state["trainable"]]
-        if missing:
-            raise FinetuneError(f"{last_path} does not match this model/strategy (missing {missing[:3]}); "
-                                "choose another --output")
-        with torch.no_grad():
-            for n in names:
-                own[n].copy_(state["trainable"][n])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"])
-        step, log, best = int(state["step"]), state["log"], state["best"]
-        logger.info("resuming %s from step %d of %d", out, step, total)
-    if accelerator.is_main_process:
-        os.makedirs(state_dir, exist_ok=True)
-        atomic_write_text(settings_path, json.dumps(settings, indent=2, sort_keys=True))
-    accelerator.wait_for_everyone()
-
-    model, optimizer = accelerator.prepare(model, optimizer)
-    unwrapped = accelerator.unwrap_model(model)
+    res = run_loop(
+        args=args, accelerator=accelerator, model=model, names=names, out=out, settings=settings,
+        n_train=len(train_ds), steps_per_epoch=steps_per_epoch, total=total,
+        runner=_SegmentationSteps(train_ds, loss_fn, accelerator, acc, args.num_workers),
+        validate=lambda m: validate(m, val_ds, accelerator, args.batch_size),
+        better=lambda v, best: v["iou"] > best["iou"], best={"step": -1, "iou": -1.0, "dice": -1.0},
+        desc=f"fine-tuning {args.model} ({args.strategy})", postfix=("best_iou", "iou"), error=FinetuneError,
+        step_callback=step_callback,
+    )
+    unwrapped, best, log, step = res.unwrapped, res.best, res.log, res.step
     own_params = dict(unwrapped.named_parameters())
 
-    def trainable_state() -> dict[str, torch.Tensor]:
-        return {n: own_params[n].detach().cpu().clone() for n in names}
-
-    def do_validate(at: int) -> None:
-        v = validate(model, val_ds, accelerator, args.batch_size)
-        log["validation"].append({"step": at, "epoch": at / steps_per_epoch, "iou": v["iou"], "dice": v["dice"],
-                                  "n": v["n"]})
-        logger.info("step %d: validation IoU %.4f Dice %.4f (%d images)", at, v["iou"], v["dice"], v["n"])
-        if v["iou"] > best["iou"]:
-            best.update(step=at, iou=v["iou"], dice=v["dice"])
-            if accelerator.is_main_process:
-                _atomic_safetensors(trainable_state(), best_path)
-
-    def save_last(at: int) -> None:
-        if accelerator.is_main_process:
-            _atomic_torch_save({"step": at, "trainable": trainable_state(), "optimizer": optimizer.state_dict(),
-                                "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(), "log": log,
-                                "best": dict(best)}, last_path)
-        accelerator.wait_for_everyone()
-
-    if step == 0 and not log["validation"]:
-        do_validate(0)
-    seen_path = os.path.join(state_dir, f"seen_rank{rank}.jsonl")
-    t0 = time.perf_counter()
-    trained_before = log["steps"][-1]["seconds"] if log["steps"] else 0.0
-    if resumed and os.path.exists(seen_path):  # forget what the killed run did after its last checkpoint
-        with open(seen_path, encoding="utf-8") as fh:
-            kept = [ln for ln in fh if ln.strip() and json.loads(ln)["step"] <= step]
-        atomic_write_text(seen_path, "".join(kept))
-    elif os.path.exists(seen_path):
-        os.remove(seen_path)
-    bar = tqdm(total=total, initial=step, desc=f"fine-tuning {args.model} ({args.strategy})", unit="step",
-               disable=args.no_progress or not accelerator.is_local_main_process)
-    stop = False
-    while step < total and not stop:
-        epoch, j = divmod(step, steps_per_epoch)
-        micro = rank_batches(len(train_ds), seed=args.seed, epoch=epoch, per_device=args.batch_size, world=world,
-                             rank=rank, accumulation=acc)
-        loader = torch.utils.data.DataLoader(
-            train_ds, batch_sampler=micro[j * acc:], collate_fn=collate, num_workers=args.num_workers)
-        it = iter(loader)
-        while j < steps_per_epoch and step < total:
-            _set_train_mode(model)
-            losses = []
-            ids: list[str] = []
-            for a in range(acc):
-                batch = next(it)
-                ids += [train_ds.image_ids[i] for i in batch["index"].tolist()]
-                sync = contextlib.nullcontext() if a == acc - 1 else accelerator.no_sync(model)
-                with sync:
-                    with accelerator.autocast():
-                        probs = model(batch["image"].to(accelerator.device), batch["box"].to(accelerator.device))
-                    loss = loss_fn(probs.float(), batch["mask"].to(accelerator.device))
-                    accelerator.backward(loss / acc)
-                losses.append(loss.detach())
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            j += 1
-            mean_loss = float(accelerator.reduce(torch.stack(losses).mean(), reduction="mean"))
-            elapsed = trained_before + time.perf_counter() - t0
-            log["steps"].append({"step": step, "epoch": epoch, "loss": mean_loss,
-                                 "lr": float(scheduler.get_last_lr()[0]), "seconds": elapsed})
-            with open(seen_path, "a", encoding="utf-8") as fh:  # which images this rank trained on, per step
-                fh.write(json.dumps({"step": step, "image_ids": ids}) + "\n")
-            bar.update()
-            bar.set_postfix(loss=f"{mean_loss:.4f}", best_iou=f"{best['iou']:.3f}")
-            if args.max_train_seconds > 0:
-                from accelerate.utils import broadcast_object_list
-
-                flag = [elapsed >= args.max_train_seconds]
-                broadcast_object_list(flag, from_process=0)
-                stop = bool(flag[0])
-            if step % eval_every == 0 or step == total or stop:
-                do_validate(step)
-            if step % save_every == 0 or step == total or stop:
-                save_last(step)
-            if step_callback is not None:
-                step_callback(step)
-            if stop:
-                logger.info("time budget of %.0f s reached at step %d", args.max_train_seconds, step)
-                break
-    bar.close()
-
-    # ---- export the selected checkpoint ------------------------------------------------------------------
-    accelerator.wait_for_everyone()
+    # ---- export the selected checkpoint (loaded back by the loop) -------------------------------------------
     result = None
     if accelerator.is_main_process:
-        from safetensors.torch import load_file
-
-        chosen = load_file(best_path)  # step 0 (the base model) when fine-tuning never beat it on validation
-        with torch.no_grad():
-            for n, t in chosen.items():
-                own_params[n].copy_(t.to(own_params[n].device))
         fmt = "peft_lora" if args.strategy == "lora" else "safetensors"
         if fmt == "peft_lora":
             unwrapped.save_pretrained(os.path.join(out, ADAPTER_DIR))
         else:
-            _atomic_safetensors({n: own_params[n] for n in names}, os.path.join(out, WEIGHTS_NAME),
+            atomic_safetensors({n: own_params[n] for n in names}, os.path.join(out, WEIGHTS_NAME),
                                 metadata={"strategy": args.strategy, "model": args.model})
         train_seconds = log["steps"][-1]["seconds"] if log["steps"] else 0.0
         result = {
@@ -525,7 +395,7 @@ def run_finetune(args: FinetuneArguments, accelerator=None, *, step_callback: Ca
             "base_fingerprint": fingerprint,
             "strategy": args.strategy,
             "strategy_options": asdict(args.strategy_options()),
-            "trainable_params": n_trainable,
+            "trainable_params": res.n_trainable,
             "trainable_params_by_strategy": plan.trainable_params,
             "total_params": plan.total_params,
             "trained_groups": plan.groups,
@@ -543,12 +413,11 @@ def run_finetune(args: FinetuneArguments, accelerator=None, *, step_callback: Ca
             "train_images": len(train_ds),
             "validation_images": len(val_ds),
             "train_seconds": train_seconds,
-            "resumed": resumed,
+            "resumed": res.resumed,
             "arguments": settings,
             "versions": _versions(),
         }
-        atomic_write_text(os.path.join(out, LOG_NAME), json.dumps(log, indent=1))
-        atomic_write_text(config_path, json.dumps(result, indent=2))
+        write_outputs(out, result, log)
         logger.info("selected step %d (validation IoU %.4f); wrote %s", best["step"], best["iou"], out)
     accelerator.wait_for_everyone()
     return result

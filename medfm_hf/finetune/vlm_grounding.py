@@ -13,14 +13,16 @@
   opened. Samples are functions of
   ``(seed, epoch, index)`` and the global batches are cut as for the segmenters
   (:func:`~medfm_hf.finetune.data.rank_batches`).
-* **Resume**: LoRA weights, optimizer, scheduler, RNG, log and best-so-far in ``<output>/.medfm/last.pt``.
+* **Resume**: LoRA weights, optimizer, scheduler, RNG, log and best-so-far in ``<output>/.medfm/last.pt``
+  (:mod:`medfm_hf.finetune.loop`).
 * **Output**: ``adapter/`` (PEFT), ``finetune_config.json`` (base model id, revision and weight fingerprint,
   LoRA settings, selected step) and ``training_log.json``; :func:`load_finetuned_vlm` reads it back merged.
 
 Why not TRL's ``SFTTrainer``: TRL is not a dependency here, and the guarantees above (global-token loss
 normalisation shared with 1-vs-N-process tests, selection by a *generation* metric on validation, the exact
 inference prompt as training prefix, the segmenters' batch/resume layout) would each need a callback or an
-override; the loop below is ~200 lines and runs unchanged under ``accelerate launch``.
+override; the loop (:mod:`medfm_hf.finetune.loop`, shared with the segmenters) runs unchanged under
+``accelerate launch``.
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ import logging
 import math
 import os
 import re
-import time
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
@@ -39,7 +40,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from medfm_hf.dataset_io import atomic_write_text
 from medfm_hf.finetune.args import FinetuneArguments
 from medfm_hf.finetune.vlm_args import (
     LORA_MODULES,
@@ -57,7 +57,6 @@ FORMAT = "peft_lora_vlm"
 SEGMENTATION_ONLY = ("encoder_blocks", "lora_targets", "lora_encoder_pattern", "lora_decoder_pattern",
                      "adapter_width", "adapter_scale", "adapter_site", "loss", "bce_weight", "image_size",
                      "box_jitter", "augment", "unused_parameters")
-_NOT_SETTINGS = ("output", "dry_run", "no_progress", "num_workers")
 
 
 def _error(msg: str) -> Exception:
@@ -277,9 +276,48 @@ def freeze_unused_lora(model: Any, batch: dict, device: Any, dtype: torch.dtype)
 
 
 def grounding_settings(args: FinetuneArguments, vargs: VLMGroundingArguments) -> dict:
-    s = {k: v for k, v in asdict(args).items() if k not in _NOT_SETTINGS}
+    from medfm_hf.finetune.trainer import settings_of
+
+    s = settings_of(args)
     s.update(asdict(vargs))
     return s
+
+
+class _GroundingSteps:
+    """One optimizer step of grounding LoRA: answer-token cross-entropy over this rank's micro-batches,
+    normalised by the answer tokens of the whole global batch."""
+
+    def __init__(self, vlm: Any, train_ds: GroundingSplit, accelerator: Any, acc: int, dtype: torch.dtype,
+                 max_grad_norm: float):
+        self.vlm, self.ds, self.accelerator, self.acc, self.dtype = vlm, train_ds, accelerator, acc, dtype
+        self.max_grad_norm = max_grad_norm
+        self.micro: list = []
+
+    def start_epoch(self, epoch: int, micro: list, first: int) -> None:
+        self.micro = micro
+
+    def step(self, model: Any, j: int, params: list[torch.Tensor]) -> tuple[float, list[str], dict]:
+        accel, acc = self.accelerator, self.acc
+        world = accel.num_processes
+        model.train()
+        chunks = [self.micro[j * acc + a] for a in range(acc)]
+        batches = [encode_training_batch(self.vlm, [self.ds[i] for i in chunk]) for chunk in chunks]
+        ids = [self.ds.image_ids[i] for chunk in chunks for _, i in chunk]
+        local_tokens = sum(int(b["answer_tokens"].sum()) for b in batches)
+        n_tokens = float(accel.reduce(torch.tensor(float(local_tokens), device=accel.device), reduction="sum"))
+        sums = []
+        for a, b in enumerate(batches):
+            sync = accel.no_sync(model) if a < acc - 1 else contextlib.nullcontext()
+            with sync:
+                with accel.autocast():
+                    s = answer_loss_sum(model, b, accel.device, self.dtype)
+                # DDP averages gradients over ranks: scale so the sum is sum(CE) / global answer tokens
+                accel.backward(s * world / n_tokens)
+            sums.append(s.detach())
+        if self.max_grad_norm > 0:
+            accel.clip_grad_norm_(params, self.max_grad_norm)
+        mean_loss = float(accel.reduce(torch.stack(sums).sum(), reduction="sum")) / n_tokens
+        return mean_loss, ids, {"answer_tokens": int(n_tokens)}
 
 
 def run_grounding_finetune(args: FinetuneArguments, vargs: VLMGroundingArguments, accelerator: Any = None, *,
@@ -289,39 +327,17 @@ def run_grounding_finetune(args: FinetuneArguments, vargs: VLMGroundingArguments
     ``step_callback(step)`` runs after every optimizer step (after that step's resume checkpoint); tests
     raise from it to simulate a kill.
     """
-    from tqdm.auto import tqdm
-
     from medfm_hf.finetune.data import PerturbationAugment, rank_batches, resolve_dataset
-    from medfm_hf.finetune.trainer import (
-        ADAPTER_DIR,
-        CONFIG_NAME,
-        LOG_NAME,
-        STATE_DIR,
-        _atomic_safetensors,
-        _atomic_torch_save,
-        _versions,
-        lr_factor,
-        make_accelerator,
-    )
+    from medfm_hf.finetune.loop import finished_run, run_loop, write_outputs
+    from medfm_hf.finetune.trainer import ADAPTER_DIR, _versions, make_accelerator
     from medfm_hf.finetune.vlm_data import format_box, read_grounding_split
 
     check_grounding_args(args, vargs)
     out = os.path.abspath(args.output)
-    config_path = os.path.join(out, CONFIG_NAME)
-    state_dir = os.path.join(out, STATE_DIR)
-    settings_path = os.path.join(state_dir, "finetune_settings.json")
     settings = grounding_settings(args, vargs)
-    if os.path.exists(settings_path):
-        with open(settings_path, encoding="utf-8") as fh:
-            old = json.load(fh)
-        if old != json.loads(json.dumps(settings)):
-            diff = sorted(k for k in settings if old.get(k) != settings[k])
-            raise _error(f"{out} holds a run with other settings (differs in {', '.join(diff)}); "
-                         "choose another --output")
-        if os.path.exists(config_path):
-            logger.info("%s is finished already; delete it to train again", out)
-            with open(config_path, encoding="utf-8") as fh:
-                return json.load(fh)
+    done = finished_run(out, settings, _error)
+    if done is not None:
+        return done
 
     # ---- data (clean/train and clean/validation only) -------------------------------------------------
     dataset = resolve_dataset(args.dataset)
@@ -347,8 +363,6 @@ def run_grounding_finetune(args: FinetuneArguments, vargs: VLMGroundingArguments
         raise _error(f"clean/train has {len(train_rows)} grounding rows, fewer than one global batch of "
                      f"{global_batch} (batch_size {args.batch_size} x {world} processes x {acc} accumulation)")
     total = args.max_steps if args.max_steps > 0 else args.epochs * steps_per_epoch
-    eval_every = args.eval_steps or steps_per_epoch
-    save_every = args.save_steps or eval_every
 
     # ---- model and LoRA ------------------------------------------------------------------------------------
     torch.manual_seed(args.seed)
@@ -376,143 +390,26 @@ def run_grounding_finetune(args: FinetuneArguments, vargs: VLMGroundingArguments
     if frozen_unused:
         logger.info("froze %d LoRA tensors that get no gradient: %s", len(frozen_unused), ", ".join(frozen_unused[:4]))
     names = [n for n, p in peft_model.named_parameters() if p.requires_grad]
-    own0 = dict(peft_model.named_parameters())
-    params = [own0[n] for n in names]
-    n_trainable = sum(p.numel() for p in params)
     n_total = sum(p.numel() for p in peft_model.parameters())
-    opt_cls = torch.optim.AdamW if args.optimizer == "adamw" else torch.optim.Adam
-    optimizer = opt_cls(params, lr=args.learning_rate,
-                        weight_decay=args.weight_decay if args.optimizer == "adamw" else 0.0)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, total, args.warmup_steps, args.lr_scheduler))
 
-    # ---- resume -----------------------------------------------------------------------------------------
-    last_path = os.path.join(state_dir, "last.pt")
-    best_path = os.path.join(state_dir, "best.safetensors")
-    log: dict = {"steps": [], "validation": []}
-    best: dict = {"step": -1, "acc@0.5": -1.0, "mean_iou": -1.0, "unparsable_rate": 2.0}
-    step = 0
-    resumed = os.path.exists(last_path)
-    if resumed:
-        state = torch.load(last_path, map_location="cpu", weights_only=False)
-        missing = [n for n in names if n not in state["trainable"]]
-        if missing:
-            raise _error(f"{last_path} does not match this model/LoRA placement (missing {missing[:3]}); "
-                         "choose another --output")
-        with torch.no_grad():
-            for n in names:
-                own0[n].copy_(state["trainable"][n])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"])
-        step, log, best = int(state["step"]), state["log"], state["best"]
-        logger.info("resuming %s from step %d of %d", out, step, total)
-    if accelerator.is_main_process:
-        os.makedirs(state_dir, exist_ok=True)
-        atomic_write_text(settings_path, json.dumps(settings, indent=2, sort_keys=True))
-    accelerator.wait_for_everyone()
+    def validate(model: Any) -> dict:
+        view = vlm.with_options(model=accelerator.unwrap_model(model), cache=None)
+        return validate_grounding(view, val_ds, accelerator, args.batch_size, vargs.max_new_tokens)
 
-    model, optimizer = accelerator.prepare(peft_model, optimizer)
-    unwrapped = accelerator.unwrap_model(model)
-    own = dict(unwrapped.named_parameters())
-    vlm_view = vlm.with_options(model=unwrapped, cache=None)
+    res = run_loop(
+        args=args, accelerator=accelerator, model=peft_model, names=names, out=out, settings=settings,
+        n_train=len(train_ds), steps_per_epoch=steps_per_epoch, total=total,
+        runner=_GroundingSteps(vlm, train_ds, accelerator, acc, dtype, vargs.max_grad_norm),
+        validate=validate, better=_better,
+        best={"step": -1, "acc@0.5": -1.0, "mean_iou": -1.0, "unparsable_rate": 2.0},
+        desc=f"fine-tuning {args.model} (grounding, lora)", postfix=("best_acc", "acc@0.5"), error=_error,
+        step_callback=step_callback,
+    )
+    unwrapped, best, log, step = res.unwrapped, res.best, res.log, res.step
 
-    def trainable_state() -> dict[str, torch.Tensor]:
-        return {n: own[n].detach().cpu().clone() for n in names}
-
-    def do_validate(at: int) -> None:
-        v = validate_grounding(vlm_view, val_ds, accelerator, args.batch_size, vargs.max_new_tokens)
-        log["validation"].append({"step": at, "epoch": at / steps_per_epoch, **v})
-        logger.info("step %d: validation Acc@0.5 %.4f mean IoU %.4f unparsable %.2f (%d images)", at, v["acc@0.5"],
-                    v["mean_iou"], v["unparsable_rate"], v["n"])
-        if _better(v, best):
-            best.update({"step": at, "acc@0.5": v["acc@0.5"], "mean_iou": v["mean_iou"],
-                         "unparsable_rate": v["unparsable_rate"]})
-            if accelerator.is_main_process:
-                _atomic_safetensors(trainable_state(), best_path)
-
-    def save_last(at: int) -> None:
-        if accelerator.is_main_process:
-            _atomic_torch_save({"step": at, "trainable": trainable_state(), "optimizer": optimizer.state_dict(),
-                                "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(), "log": log,
-                                "best": dict(best)}, last_path)
-        accelerator.wait_for_everyone()
-
-    if step == 0 and not log["validation"]:
-        do_validate(0)
-    seen_path = os.path.join(state_dir, f"seen_rank{rank}.jsonl")
-    if resumed and os.path.exists(seen_path):  # forget what the killed run did after its last checkpoint
-        with open(seen_path, encoding="utf-8") as fh:
-            kept = [ln for ln in fh if ln.strip() and json.loads(ln)["step"] <= step]
-        atomic_write_text(seen_path, "".join(kept))
-    elif os.path.exists(seen_path):
-        os.remove(seen_path)
-    t0 = time.perf_counter()
-    trained_before = log["steps"][-1]["seconds"] if log["steps"] else 0.0
-    bar = tqdm(total=total, initial=step, desc=f"fine-tuning {args.model} (grounding, lora)", unit="step",
-               disable=args.no_progress or not accelerator.is_local_main_process)
-    stop = False
-    while step < total and not stop:
-        epoch, j = divmod(step, steps_per_epoch)
-        micro = rank_batches(len(train_ds), seed=args.seed, epoch=epoch, per_device=args.batch_size, world=world,
-                             rank=rank, accumulation=acc)
-        while j < steps_per_epoch and step < total:
-            model.train()
-            batches = [encode_training_batch(vlm, [train_ds[i] for i in micro[j * acc + a]]) for a in range(acc)]
-            ids = [train_ds.image_ids[i] for a in range(acc) for _, i in micro[j * acc + a]]
-            local_tokens = sum(int(b["answer_tokens"].sum()) for b in batches)
-            n_tokens = float(accelerator.reduce(torch.tensor(float(local_tokens), device=accelerator.device),
-                                                reduction="sum"))
-            sums = []
-            for a, b in enumerate(batches):
-                sync = accelerator.no_sync(model) if a < acc - 1 else contextlib.nullcontext()
-                with sync:
-                    with accelerator.autocast():
-                        s = answer_loss_sum(model, b, accelerator.device, dtype)
-                    # DDP averages gradients over ranks: scale so the sum is sum(CE) / global answer tokens
-                    accelerator.backward(s * world / n_tokens)
-                sums.append(s.detach())
-            if vargs.max_grad_norm > 0:
-                accelerator.clip_grad_norm_(params, vargs.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            j += 1
-            mean_loss = float(accelerator.reduce(torch.stack(sums).sum(), reduction="sum")) / n_tokens
-            elapsed = trained_before + time.perf_counter() - t0
-            log["steps"].append({"step": step, "epoch": epoch, "loss": mean_loss, "answer_tokens": int(n_tokens),
-                                 "lr": float(scheduler.get_last_lr()[0]), "seconds": elapsed})
-            with open(seen_path, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps({"step": step, "image_ids": ids}) + "\n")
-            bar.update()
-            bar.set_postfix(loss=f"{mean_loss:.4f}", best_acc=f"{best['acc@0.5']:.3f}")
-            if args.max_train_seconds > 0:
-                from accelerate.utils import broadcast_object_list
-
-                flag = [elapsed >= args.max_train_seconds]
-                broadcast_object_list(flag, from_process=0)
-                stop = bool(flag[0])
-            if step % eval_every == 0 or step == total or stop:
-                do_validate(step)
-            if step % save_every == 0 or step == total or stop:
-                save_last(step)
-            if step_callback is not None:
-                step_callback(step)
-            if stop:
-                break
-    bar.close()
-
-    # ---- export the selected adapter ------------------------------------------------------------------------
-    accelerator.wait_for_everyone()
+    # ---- export the selected adapter (loaded back by the loop; step 0 = the base model, LoRA B = 0) ---------
     result = None
     if accelerator.is_main_process:
-        from safetensors.torch import load_file
-
-        chosen = load_file(best_path)  # step 0 = the base model (LoRA B = 0) when training never beat it
-        with torch.no_grad():
-            for n, t in chosen.items():
-                own[n].copy_(t.to(own[n].device))
         unwrapped.save_pretrained(os.path.join(out, ADAPTER_DIR))
         ex = val_ds[(0, 0)]
         result = {
@@ -532,7 +429,7 @@ def run_grounding_finetune(args: FinetuneArguments, vargs: VLMGroundingArguments
                      "modules": lora_modules(vargs), "target_regex": lora_config(args, vargs).target_modules,
                      "wrapped": len(targets)},
             "lora_targets": targets,
-            "trainable_params": n_trainable,
+            "trainable_params": res.n_trainable,
             "total_params": n_total,
             "frozen_unused": frozen_unused,
             "box_convention": {"box_format": vlm.box_convention.box_format, "frame": vlm.box_convention.frame,
@@ -550,12 +447,11 @@ def run_grounding_finetune(args: FinetuneArguments, vargs: VLMGroundingArguments
             "train_images": len(train_ds),
             "validation_images": len(val_ds),
             "train_seconds": log["steps"][-1]["seconds"] if log["steps"] else 0.0,
-            "resumed": resumed,
+            "resumed": res.resumed,
             "arguments": settings,
             "versions": _versions(),
         }
-        atomic_write_text(os.path.join(out, LOG_NAME), json.dumps(log, indent=1))
-        atomic_write_text(config_path, json.dumps(result, indent=2))
+        write_outputs(out, result, log)
         logger.info("selected step %d (validation Acc@0.5 %.4f); wrote %s", best["step"], best["acc@0.5"], out)
     accelerator.wait_for_everyone()
     return result
