@@ -84,6 +84,32 @@ def finished_run(out: str, settings: dict, error: Callable[[str], Exception]) ->
     return None
 
 
+def perturbation_augment(args, error: Callable[[str], Exception]):
+    """The ``--perturbation_augment`` of ``args`` (a :class:`~medfm_hf.finetune.data.PerturbationAugment`) or ``None``."""
+    if not args.perturbation_augment.strip():
+        return None
+    from medfm_hf.benchmark.layout import parse_levels
+    from medfm_hf.finetune.data import PerturbationAugment
+
+    names = [n.strip() for n in args.perturbation_augment.split(",") if n.strip()]
+    try:
+        return PerturbationAugment(names, parse_levels(args.perturbation_levels), args.perturbation_prob, args.seed)
+    except (KeyError, ValueError) as exc:
+        raise error(f"--perturbation_augment: {exc}") from exc
+
+
+def schedule(args, n_train: int, world: int, error: Callable[[str], Exception], what: str) -> tuple[int, int, int]:
+    """``(global_batch, steps_per_epoch, total_steps)`` for ``n_train`` training ``what`` on ``world`` processes."""
+    acc = args.gradient_accumulation_steps
+    global_batch = args.batch_size * world * acc
+    steps_per_epoch = n_train // global_batch
+    if steps_per_epoch == 0:
+        raise error(f"clean/train has {n_train} {what}, fewer than one global batch of {global_batch} "
+                    f"(batch_size {args.batch_size} x {world} processes x {acc} accumulation); lower them")
+    total = args.max_steps if args.max_steps > 0 else args.epochs * steps_per_epoch
+    return global_batch, steps_per_epoch, total
+
+
 class StepRunner(Protocol):
     """One task's forward/backward: :meth:`start_epoch` once per (resumed) epoch, :meth:`step` per optimizer step."""
 

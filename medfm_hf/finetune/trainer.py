@@ -40,7 +40,14 @@ from dataclasses import asdict
 import torch
 
 from medfm_hf.finetune.args import FinetuneArguments
-from medfm_hf.finetune.loop import atomic_safetensors, finished_run, run_loop, write_outputs
+from medfm_hf.finetune.loop import (
+    atomic_safetensors,
+    finished_run,
+    perturbation_augment,
+    run_loop,
+    schedule,
+    write_outputs,
+)
 from medfm_hf.finetune.strategies import STRATEGIES, StrategyError, apply_strategy, base_fingerprint
 from medfm_hf.finetune.train import segmentation_loss
 
@@ -306,7 +313,6 @@ def run_finetune(args: FinetuneArguments, accelerator=None, *, step_callback: Ca
     written); tests raise from it to simulate a kill.
     """
     from medfm_hf.finetune.data import (
-        PerturbationAugment,
         SegmentationSplit,
         collate,
         rank_batches,
@@ -325,12 +331,7 @@ def run_finetune(args: FinetuneArguments, accelerator=None, *, step_callback: Ca
     dataset = resolve_dataset(args.dataset)
     train_rows = read_split(dataset, "train")
     val_rows = read_split(dataset, "validation")
-    perturb = None
-    if args.perturbation_augment.strip():
-        from medfm_hf.benchmark.features import parse_levels
-
-        names = [n.strip() for n in args.perturbation_augment.split(",") if n.strip()]
-        perturb = PerturbationAugment(names, parse_levels(args.perturbation_levels), args.perturbation_prob, args.seed)
+    perturb = perturbation_augment(args, FinetuneError)
     train_ds = SegmentationSplit(train_rows, size=args.image_size, seed=args.seed, train=True, augment=args.augment,
                                  box_jitter=args.box_jitter, perturb=perturb)
     val_ds = SegmentationSplit(val_rows, size=args.image_size, seed=args.seed, train=False)
@@ -338,12 +339,7 @@ def run_finetune(args: FinetuneArguments, accelerator=None, *, step_callback: Ca
     accelerator = accelerator or make_accelerator(args)
     rank, world = accelerator.process_index, accelerator.num_processes
     acc = args.gradient_accumulation_steps
-    global_batch = args.batch_size * world * acc
-    steps_per_epoch = len(train_ds) // global_batch
-    if steps_per_epoch == 0:
-        raise FinetuneError(f"clean/train has {len(train_ds)} images, fewer than one global batch of {global_batch} "
-                            f"(batch_size {args.batch_size} x {world} processes x {acc} accumulation); lower them")
-    total = args.max_steps if args.max_steps > 0 else args.epochs * steps_per_epoch
+    global_batch, steps_per_epoch, total = schedule(args, len(train_ds), world, FinetuneError, "images")
     loss_fn = make_loss(args)
 
     # ---- model and strategy -----------------------------------------------------------------------------

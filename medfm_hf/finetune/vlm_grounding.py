@@ -327,8 +327,8 @@ def run_grounding_finetune(args: FinetuneArguments, vargs: VLMGroundingArguments
     ``step_callback(step)`` runs after every optimizer step (after that step's resume checkpoint); tests
     raise from it to simulate a kill.
     """
-    from medfm_hf.finetune.data import PerturbationAugment, rank_batches, resolve_dataset
-    from medfm_hf.finetune.loop import finished_run, run_loop, write_outputs
+    from medfm_hf.finetune.data import rank_batches, resolve_dataset
+    from medfm_hf.finetune.loop import finished_run, perturbation_augment, run_loop, schedule, write_outputs
     from medfm_hf.finetune.trainer import ADAPTER_DIR, _versions, make_accelerator
     from medfm_hf.finetune.vlm_data import format_box, read_grounding_split
 
@@ -343,26 +343,12 @@ def run_grounding_finetune(args: FinetuneArguments, vargs: VLMGroundingArguments
     dataset = resolve_dataset(args.dataset)
     train_rows = read_grounding_split(dataset, "train")
     val_rows = read_grounding_split(dataset, "validation")
-    perturb = None
-    if args.perturbation_augment.strip():
-        from medfm_hf.benchmark.layout import parse_levels
-
-        names = [n.strip() for n in args.perturbation_augment.split(",") if n.strip()]
-        try:
-            perturb = PerturbationAugment(names, parse_levels(args.perturbation_levels), args.perturbation_prob,
-                                          args.seed)
-        except (KeyError, ValueError) as exc:
-            raise _error(f"--perturbation_augment: {exc}") from exc
+    perturb = perturbation_augment(args, _error)
 
     accelerator = accelerator or make_accelerator(args)
     rank, world = accelerator.process_index, accelerator.num_processes
     acc = args.gradient_accumulation_steps
-    global_batch = args.batch_size * world * acc
-    steps_per_epoch = len(train_rows) // global_batch
-    if steps_per_epoch == 0:
-        raise _error(f"clean/train has {len(train_rows)} grounding rows, fewer than one global batch of "
-                     f"{global_batch} (batch_size {args.batch_size} x {world} processes x {acc} accumulation)")
-    total = args.max_steps if args.max_steps > 0 else args.epochs * steps_per_epoch
+    global_batch, steps_per_epoch, total = schedule(args, len(train_rows), world, _error, "grounding rows")
 
     # ---- model and LoRA ------------------------------------------------------------------------------------
     torch.manual_seed(args.seed)
