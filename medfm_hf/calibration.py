@@ -41,10 +41,12 @@ measured where the signal is; the whole-frame value is kept as ``ssim_frame`` (b
 evaluation). Without an ``fov`` both are the whole-frame SSIM.
 
 Physical ceilings. The search never goes beyond the perturbation's ``max_strength`` (its declared
-physical ceiling, or the top of its range). A level that is not reached gets ``in_band=False`` and a
-``reason``: ``"ceiling"`` (even the ceiling is milder than the band, and the ceiling is below the
-range's top), ``"saturated"`` (even the range's top is milder: the effect stops growing, e.g. the
-smoothing floor of the blurs), ``"discrete"`` (SSIM jumps over the band between two strengths that no
+physical ceiling: the strongest physically plausible strength, with its reason in the registry). A level
+that is not reached gets ``in_band=False`` and a ``reason``: ``"ceiling"`` (even the ceiling is milder than
+the band, and the effect was still growing there: a stronger, implausible strength might have reached
+it), ``"saturated"`` (even the ceiling is milder, and the effect has stopped growing: a strength a
+quarter of the ceiling or more, already evaluated, is within 0.02 SSIM of it, e.g. the smoothing floor of
+the blurs; no strength would reach the band), ``"discrete"`` (SSIM jumps over the band between two strengths that no
 longer differ, e.g. JPEG quality steps), ``"search"`` (the evaluation cap was hit; should not happen).
 
 Constant images: SSIM is still defined for them (``C1``/``C2`` keep it finite), but they have no
@@ -101,6 +103,8 @@ BANDS: dict[int, tuple[float, float]] = {
 
 _SWEEP_FACTOR = 4.0
 _SWEEP_MAX_POINTS = 8
+#: SSIM gained over the last factor 4 of strength below which a miss at the ceiling is ``"saturated"``
+_PLATEAU_SSIM = 0.02
 _MAX_EVALS_PER_LEVEL = 10
 _MIN_LOG_WIDTH = 1e-4  # bracket narrower than this in log-strength: the band is jumped over
 
@@ -247,7 +251,6 @@ class _Search:
         self.outputs: dict[float, tuple[np.ndarray, np.ndarray | None, np.ndarray | None]] = {}
         self.charged = dict.fromkeys(levels, 0)
         self.smax = float(pert.max_strength)
-        self.capped = self.smax < float(pert.strength_range[1])
         self.discrete: set[int] = set()
 
     def generate(self, strength: float) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
@@ -285,6 +288,12 @@ class _Search:
             if value >= stop:
                 break
             s /= _SWEEP_FACTOR
+
+    def plateau(self, top_value: float) -> bool:
+        """Whether the effect has stopped growing at the ceiling: a strength 1/4 of it or more (already
+        evaluated) gives an SSIM within :data:`_PLATEAU_SSIM` of the ceiling's."""
+        near = [v for s, v in self.points if self.smax / _SWEEP_FACTOR <= s < self.smax]
+        return bool(near) and min(near) - top_value < _PLATEAU_SSIM
 
     def in_band_point(self, level: int) -> tuple[float, float] | None:
         centre = sum(BANDS[level]) / 2
@@ -361,7 +370,7 @@ class _Search:
             if level in self.discrete:
                 reason = "discrete"
             elif top and top[0] > BANDS[level][1]:
-                reason = "ceiling" if self.capped else "saturated"
+                reason = "saturated" if self.plateau(top[0]) else "ceiling"
             else:
                 reason = "search"
             log.warning(
