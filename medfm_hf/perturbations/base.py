@@ -519,7 +519,9 @@ _LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601 luma weights
     "saturation", modalities=ALL, strength_range=(0.0, 30.0), colour_only=True,
     description="colour saturation boosted by a factor 1 + strength (away from the luma grey); colour only",
     ceiling=2.0, ceiling_note=_SATURATION_NOTE,
-    side_effects=("saturated", "affine"), side_effect_note="a global colour map (like brightness/contrast); boosted channels clip at the range ends",
+    side_effects=("saturated", "affine", "smoothing"),
+    side_effect_note="a global colour map (like brightness/contrast); boosted channels clip at the range ends"
+    "; a channel clipped over most of the frame loses its texture with it (as brightness's clipping does)",
 )
 def saturation(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
     """Over-saturated colour (camera colour processing / white-balance gain); colour images only.
