@@ -245,7 +245,7 @@ def gaussian_blur(image: np.ndarray, strength: float, rng: np.random.Generator) 
 
     Severity: within the ceiling (``sigma = 8``), on the 60 demo test images at 256 px level 4 is reached
     on 48 and level 5 on 34 (with the range's top, 64: 53 and 42, the rest at the smoothing floor of the
-    module docstring); the misses are smooth frames (endoscopy, fundus, dermoscopy, X-ray).
+    module docstring); the misses are mostly smooth frames (endoscopy, fundus, dermoscopy, X-ray).
 
     Ceiling: strength <= 8 (sigma <= 8 px at 256 px (FWHM 19 px, 7 % of the frame side): the coarsest images
     read clinically resolve ~30 elements across their field (SPECT, ~10-12 mm FWHM over 400 mm; far-field
@@ -298,8 +298,8 @@ def motion_blur(image: np.ndarray, strength: float, rng: np.random.Generator) ->
     Severity: a linear PSF averages along one direction only, so smooth images along the drawn angle
     need paths longer than the image to reach the strong bands (the range goes to 512 px, twice a
     256 px image). Within the ceiling (32 px) on the 60 demo test images level 3 is reached on 58, level
-    4 on 42, level 5 on 30 (with the range's top: 60, 55, 43); the misses are smooth frames (endoscopy,
-    fundus, dermoscopy, X-ray).
+    4 on 42, level 5 on 30 (with the range's top: 60, 55, 43); the misses are mostly smooth frames
+    (endoscopy, fundus, dermoscopy, X-ray).
 
     Ceiling: strength <= 32 (path <= 32 px at 256 px (1/8 of the frame side): an endoscope tip swept across
     a whole field in ~0.13 s moves 1/8 of it during a 1/60 s exposure, the fastest motion a read frame
@@ -408,7 +408,7 @@ def jpeg(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.nda
     (below): within it, on the 60 demo test images at 256 px (FOV SSIM), level 2 is reached on 55,
     level 3 on 41, level 4 on 21, level 5 on 9 (down to quality 1: 60, 60, 56, 37). Medical images
     compress well, so at the compression actually used the strong levels are out of reach on most of
-    them (CT, MR, X-ray miss level 3 and above); that is honest data.
+    them (16 of the 18 CT, MR and X-ray images miss level 3 already); that is honest data.
     On images with an exactly black background (CT air) SSIM is not monotone in the quality: a black
     block's DC coefficient (-1024 after the level shift) comes back as a multiple of the DC step, so the
     background either stays at 0 or is lifted by a few grey levels depending on the step (one CT slice:
@@ -492,7 +492,7 @@ def contrast(image: np.ndarray, strength: float, rng: np.random.Generator) -> np
     Severity: ``strength = 1`` is the flat image at the mean, the smoothing floor of the module
     docstring; the ceiling keeps 10 % of the contrast. Within it, on the 60 demo test images (FOV
     SSIM), level 4 is reached on 47 and level 5 on 36 (with the range's top: 58 and 43); endoscopy and
-    fundus miss both, dermoscopy level 5.
+    fundus miss both, dermoscopy and two CT, X-ray and angiography images level 5.
 
     Ceiling: strength <= 0.9 (contrast >= 10 % of the original: the strongest real contrast losses, scatter
     at a scatter-to-primary ratio of 10 without a grid (1/11 of the contrast left, xray_scatter's ceiling)
