@@ -119,7 +119,8 @@ _DEFOCUS_NOTE = (
 _JPEG_NOTE = (
     "quality >= 10: guidelines for irreversible compression of diagnostic images accept ~8:1-30:1 by "
     "modality (Koff et al. 2009, the Canadian Association of Radiologists' standard), web and phone exports "
-    "use quality >= ~50; quality 10 already compresses the demo's 8-bit images 14-95:1 (CT 27:1, X-ray 34:1), "
+    "use quality >= ~50; quality 10 already compresses the demo's 8-bit images 14-95:1 (medians per modality; "
+    "CT 27:1, X-ray 34:1), "
     "below it the 8x8 blocks show at reading distance"
 )
 _PIXELATE_NOTE = (
@@ -416,8 +417,8 @@ def jpeg(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.nda
 
     Ceiling: strength <= 90 (quality >= 10: guidelines for irreversible compression of diagnostic images
     accept ~8:1-30:1 by modality (Koff et al. 2009, the Canadian Association of Radiologists' standard), web
-    and phone exports use quality >= ~50; quality 10 already compresses the demo's 8-bit images 14-95:1 (CT
-    27:1, X-ray 34:1), below it the 8x8 blocks show at reading distance).
+    and phone exports use quality >= ~50; quality 10 already compresses the demo's 8-bit images 14-95:1
+    (medians per modality; CT 27:1, X-ray 34:1), below it the 8x8 blocks show at reading distance).
     """
     del rng
     q = jpeg_quality(strength)
