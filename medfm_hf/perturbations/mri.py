@@ -117,19 +117,24 @@ def mri_bias_field(
 # ----------------------------------------------------------------------------------------------------
 
 
-def ghost_kspace(x: np.ndarray, period: int, offset: int, axis: int, phase: float) -> np.ndarray:
-    """Magnitude image after multiplying every ``period``-th phase-encode line by :math:`e^{i\\phi}`.
+def ghost_kspace(x: np.ndarray, period: int, offset: int, axis: int, ghost: complex) -> np.ndarray:
+    """Magnitude image of ``x`` acquired with a signal fluctuating with a period of ``period`` lines.
 
-    Lines whose signed index :math:`k` satisfies :math:`(k - \\text{offset}) \\bmod N = 0` are modulated;
-    the modulation is :math:`N`-periodic in :math:`k`, so the image becomes the object plus copies
-    shifted by multiples of FOV/N along ``axis`` with amplitude :math:`|1 - e^{i\\phi}|/N`.
+    The phase-encode line :math:`k` is acquired with the complex gain
+    :math:`g_k = 1 + \\gamma\\,(N c_k - 1)`, :math:`c_k = 1` on the lines
+    :math:`k \\equiv \\text{offset} \\pmod N` and 0 elsewhere, :math:`\\gamma` = ``ghost``. The gains
+    average to 1 over a period, so the image is the clean object (the time-averaged signal, at its full
+    intensity) plus :math:`N - 1` replicas shifted by :math:`j`\\,FOV/N along ``axis``, each of complex
+    amplitude :math:`\\gamma\\,e^{-2\\pi i j\\,\\text{offset}/N}` relative to the object (the harmonics
+    of the fluctuation).
     """
     k = np.fft.fft2(x)
     idx = kspace_index(x.shape[axis])
-    mod = np.where((idx - offset) % period == 0, np.exp(1j * phase), 1.0)
+    comb = ((idx - offset) % period == 0).astype(np.float64)
+    gain = 1.0 + ghost * (period * comb - 1.0)
     shape = [1, 1]
     shape[axis] = -1
-    return np.abs(np.fft.ifft2(k * mod.reshape(shape)))
+    return np.abs(np.fft.ifft2(k * gain.reshape(shape)))
 
 
 def draw_ghost_params(rng: np.random.Generator) -> tuple[int, int, int]:
@@ -143,27 +148,59 @@ def draw_ghost_params(rng: np.random.Generator) -> tuple[int, int, int]:
 @register_perturbation(
     "mri_ghosting",
     modalities=("mri",),
-    strength_range=(0.0, 1.0),
-    description="periodic phase-encode modulation: ghost copies at FOV/N along the phase-encode axis",
-    pending=("smoothing",), pending_note="the high-pass energy inside the body falls by 30-60 %; not yet explained (a unit-modulus k-space modulation keeps the total energy)",
+    strength_range=(0.0, 2.0),
+    description="periodic signal fluctuation between phase-encode lines: ghost replicas at FOV/N along the phase-encode axis",
+    ceiling=1.0,
+    ceiling_note="fluctuation <= 100 % of the mean signal (line gains within 0-2 of the mean; the replicas "
+    "together as bright as the parent): pulsatile inflow from saturated to fresh blood, a 90 degree odd/even "
+    "echo phase error of uncorrected EPI (Wood & Henkelman 1985; Xiang & Henkelman 1992)",
 )
 def mri_ghosting(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
-    """Ghosting from a periodic phase error between phase-encode lines.
+    """Ghosting from a periodic fluctuation of the signal between phase-encode lines.
 
     Physics: any signal change that repeats every :math:`N` phase-encode lines -- respiratory or cardiac
-    motion synchronised with the repetition, alternating echo timing in EPI (N/2 or Nyquist ghost),
-    vibrations -- modulates k-space periodically along the phase-encode direction. A comb of period
-    :math:`N` in :math:`k` is a comb of period FOV/N in the image, so faint copies of the object appear
-    displaced by multiples of FOV/N along the phase-encode axis only (Zhuo & Gullapalli 2006;
-    Bernstein et al. 2004, sec. 16.2 on Nyquist ghosts).
+    motion synchronised with the repetition, pulsatile flow, alternating echo timing in EPI (N/2 or
+    Nyquist ghost), vibrations, view-to-view instability -- modulates k-space periodically along the
+    phase-encode direction. A modulation of period :math:`N` in :math:`k` splits the image into its
+    harmonics: the time-averaged object stays in place (the parent) and the fluctuation's harmonics
+    appear as replicas displaced by multiples of FOV/N along the phase-encode axis only, each with the
+    amplitude and phase of its harmonic (Wood & Henkelman, "MR image artifacts from periodic motion",
+    Med. Phys. 12 (1985) 143; Xiang & Henkelman, "Dynamic image reconstruction: MR movies from motion
+    ghosts", JMRI 2 (1992) 679; Reeder et al., "Quantification and reduction of ghosting artifacts in
+    interleaved echo-planar imaging", MRM 38 (1997) 429 -- amplitude and phase discontinuities
+    between lines; Zhuo & Gullapalli 2006).
 
-    Model: lines :math:`k \\equiv k_0 \\pmod N` get a phase error :math:`\\phi = \\pi s`; ghost amplitude
-    :math:`2\\sin(\\phi/2)/N`. Drawn from ``rng``: :math:`N \\in \\{2, 3\\}` (with N = 4 the ghosts, at most half as bright as the object, cannot reach level 5 on dim images), :math:`k_0`, the phase-encode
-    axis. ``strength`` :math:`s \\in [0, 1]` (s = 1: the modulated lines are inverted).
+    Model: line :math:`k` is acquired with the complex gain :math:`1 + \\gamma (N c_k - 1)`,
+    :math:`c_k = 1` on the lines :math:`k \\equiv k_0 \\pmod N`: one line in :math:`N` deviates in
+    amplitude and phase, the gains average to 1 (:func:`ghost_kspace`). The parent is the clean image at
+    its full intensity -- with its texture and noise -- and each of the :math:`N - 1` replicas has the
+    amplitude :math:`|\\gamma|` relative to it; the phase :math:`\\psi = \\arg\\gamma` sets whether a
+    replica adds to (0), subtracts from (:math:`\\pi`) or adds in quadrature to (:math:`\\pm\\pi/2`,
+    a small phase error) the tissue it overlies. Drawn from ``rng``: :math:`N \\in \\{2, 3\\}`,
+    :math:`k_0`, the phase-encode axis, :math:`\\psi \\sim U(0, 2\\pi)`. ``strength`` :math:`s` is the
+    fluctuation's amplitude relative to the mean signal, :math:`s = \\max_k |g_k - 1| = (N - 1)|\\gamma|`:
+    the replicas together have the amplitude :math:`s` relative to the parent (each :math:`s/(N-1)`).
+
+    Not a pure phase error applied to the whole clean image (the model before): a unit-modulus
+    modulation keeps the total energy (Parseval), so the replicas took their energy from the parent,
+    which fell to :math:`|1 + (e^{i\\phi} - 1)/N|` = 51-60 % of its amplitude at the old level 5 on the
+    demo MR slices: the parent's texture and noise inside the body lost 50-75 % of their energy, which
+    the replicas, landing partly on background, did not bring back. For a small phase error
+    :math:`\\phi` both models agree to first order (:math:`e^{i\\phi} \\approx 1 + i\\phi`, a replica in
+    quadrature); they differ by the parent's :math:`O(\\phi^2)` loss, which here stays in the mean.
+
+    Ceiling: :math:`s \\le 1`, a fluctuation of 100 % of the mean signal (line gains between 0 and 2
+    times the mean; the replicas together as bright as the parent): the whole object's signal vanishing
+    on the deviant lines, or doubling, as pulsatile inflow does between saturated and fresh blood; for
+    N = 2 it is a 90 degree odd/even echo phase error of an uncorrected EPI scan. A larger fluctuation
+    would need a whole-object signal beyond twice its mean, or below zero, on some lines; the range goes
+    on to 2 only as the model's domain. Within the ceiling level 4 is out of reach on 2 and level 5 on 5
+    of the 6 demo MR slices (``reason = "ceiling"``).
     """
     period, offset, axis = draw_ghost_params(rng)
-    phase = np.pi * strength
-    return _per_channel(image, lambda x: ghost_kspace(x, period, offset, axis, phase))
+    psi = float(rng.uniform(0.0, 2.0 * np.pi))
+    ghost = strength / (period - 1) * np.exp(1j * psi)
+    return _per_channel(image, lambda x: ghost_kspace(x, period, offset, axis, ghost))
 
 
 # ----------------------------------------------------------------------------------------------------
