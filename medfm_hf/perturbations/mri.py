@@ -95,6 +95,9 @@ def mri_bias_field(
     Within the physical ceiling :math:`s \\le 1.2` (a factor 3.3 either way, surface-coil profiles at
     3 T) levels 4-5 are out of reach on most images and level 3 on some: they are reported as
     ``reason = "ceiling"``, not bought with a x400 gain and clipping as before.
+
+    Ceiling: :math:`s \\le 1.2`, a peak log-gain of 1.2 (a factor 3.3 either way): the intensity
+    non-uniformity of phased-array surface coils at 3 T before intensity normalisation (Sled et al. 1998).
     """
     coeffs = rng.standard_normal((BIAS_ORDER + 1, BIAS_ORDER + 1))
     field = np.exp(strength * bias_log_field(image.shape[:2], coeffs))
@@ -278,6 +281,10 @@ def registration_shift(clean: np.ndarray, moved: np.ndarray, reach: int) -> tupl
     modalities=("mri",),
     strength_range=(0.0, 20.0),
     description="rigid patient motion during acquisition: k-space segments from moved copies",
+    ceiling=10.0,
+    ceiling_note="peak displacement <= 10 px and 10 degrees: ~10 mm at the demo's 256 px over a 250 mm head "
+    "FOV (16 mm over a 400 mm abdominal FOV), the motion of an uncooperative patient or free breathing "
+    "(Zaitsev et al. 2015; Andre et al. 2015); resolution dependent: pixels at 256 px",
     side_effects=("smoothing",), side_effect_note="k-space segments from moved copies average the fine detail",
 )
 def mri_motion(
@@ -308,6 +315,13 @@ def mri_motion(
     ``ceil(s) + 2`` pixels (:func:`registration_shift`; ghosts sit farther, at FOV/N). Tested both
     ways: where the anatomy stays the mask stays, where it moves the moved mask covers the lesion
     better than the old one.
+
+    Ceiling: :math:`s \\le 10` (px and degrees): at the demo's 256 px that is ~10 mm over a 250 mm
+    head FOV or ~16 mm over a 400 mm abdominal one -- the gross motion of an uncooperative (paediatric,
+    confused, claustrophobic) patient or the respiratory excursion of free breathing; cooperating adults
+    move 1-3 mm (Zaitsev et al. 2015; Andre et al., "Toward quantifying the prevalence, severity, and cost
+    associated with patient motion during clinical MR examinations", JACR 12 (2015) 689). The value is
+    in pixels, so it depends on the resolution (10 px at 512 px is half the displacement in mm).
     """
     n_shots = int(rng.integers(4, 17))
     axis = int(rng.integers(0, 2))
@@ -355,6 +369,10 @@ def draw_spike_positions(shape: tuple[int, int], rng: np.random.Generator) -> tu
     modalities=("mri",),
     strength_range=(0.0, 1.0),
     description="k-space spike (bad data point): herringbone stripes over the whole image",
+    ceiling=1.0,
+    ceiling_note="spike <= the k-space centre: the receiver gain is set at prescan so that the echo peak "
+    "(the k-space centre) nearly fills the ADC's range, and a spike, digitised by the same ADC, clips at "
+    "full scale; the range ends there",
 )
 def mri_spike(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
     """Spike (herringbone / corduroy) artifact.
@@ -368,6 +386,11 @@ def mri_spike(image: np.ndarray, strength: float, rng: np.random.Generator) -> n
     Model: 1-2 spikes at :math:`|k| \\sim U(0.1, 0.45) k_{max}`, random direction and phase (drawn from
     ``rng``), each of magnitude :math:`s\\,|K(0)|`, i.e. an added complex sinusoid of amplitude
     :math:`s\\,\\bar x` in the image. ``strength`` :math:`s` is the spike relative to the k-space centre.
+
+    Ceiling: :math:`s \\le 1`, a spike as large as the k-space centre: the prescan sets the receiver
+    gain so that the echo peak (the k-space centre, the largest sample of a normal acquisition) nearly
+    fills the analogue-to-digital converter's range; a spike is digitised by the same converter and
+    clips at its full scale. The range ends there.
     """
     positions, phases = draw_spike_positions(image.shape[:2], rng)
     return _per_channel(image, lambda x: spike_kspace(x, positions, phases, strength))
@@ -394,6 +417,10 @@ def truncation_window(n: int, keep: float) -> np.ndarray:
     modalities=("mri",),
     strength_range=(0.0, 0.99),
     description="k-space truncation: Gibbs ringing at sharp edges (and blurring)",
+    ceiling=0.75,
+    ceiling_note="at least 25 % of the phase-encode lines kept: 64 of 256, the 64x64 EPI matrix of fMRI, ASL "
+    "and perfusion is the coarsest clinical anatomical matrix, displayed interpolated to 256 px; "
+    "resolution dependent: on a zoomed crop the same matrix keeps fewer of the crop's lines",
     side_effects=("smoothing",), side_effect_note="k-space truncation is a low-pass: fine detail and noise go with it",
 )
 def mri_gibbs(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
@@ -415,6 +442,16 @@ def mri_gibbs(image: np.ndarray, strength: float, rng: np.random.Generator) -> n
     Level 5 is therefore out of reach on smooth images: on one of the 6 demo MR crops (256 px, rate
     5/6 = 83.3 %) SSIM is still 0.66 there (a power-law coupling of the readout cut, tried instead of
     :math:`1 - a s`, only brought it to 0.62).
+
+    Ceiling: :math:`s \\le 0.75`, at least a quarter of the lines kept: 64 of the 256 lines of the demo's
+    frames, the 64 x 64 matrix of the echo-planar fMRI, arterial spin labelling and perfusion scans, the
+    coarsest matrix of clinical images, displayed interpolated to 256 px (structural scans use 192-512
+    lines). The fraction refers to the image's own lines: on a zoomed crop (the demo MR frames are crops
+    of 0.3-0.5 of the field of view, resized to 256 px) a 64-line acquisition of the whole field would
+    keep only ~8-12 % of the crop's lines, so the ceiling is conservative there. Within it level 1 is
+    reached on 4 and level 2 on 1 of the 6 demo MR frames, levels 3-5 on none (``reason = "ceiling"``):
+    the demo crops are already band-limited by their resizing, and their levels 3-5 needed 86-98 % of
+    the lines removed, a matrix of 5-36 lines that no clinical scan uses.
     """
     axis = int(rng.integers(0, 2))
     ratio = float(rng.uniform(0.3, 1.0))

@@ -414,7 +414,8 @@ MY_NAMES = [
 
 
 def test_calibration_reaches_the_mild_levels_on_a_demo_image_of_each_modality():
-    """Regression guard on the strength ranges: levels 1-2 are found, cheaply, on real demo images.
+    """Regression guard on the strength ranges: levels 1-2 are found (or lie beyond the physical
+    ceiling), cheaply, on real demo images.
 
     (The full in-band rates over all levels are measured on the whole demo test set and reported in
     docs/physics_ct_mri_xray_oct.md; some upper levels are physically out of reach there.)
@@ -430,7 +431,10 @@ def test_calibration_reaches_the_mild_levels_on_a_demo_image_of_each_modality():
         p = get_perturbation(name)
         rec = first[p.modalities[0]]
         results = calibrate(np.asarray(rec.image), name, image_id=rec.image_id, levels=(1, 2), mask=rec.mask)
-        assert all(res.in_band for res in results), (name, [(res.strength, res.ssim) for res in results])
+        # a band beyond the physical ceiling is reported as such (e.g. mri_gibbs: no clinical matrix
+        # under 64 lines), never missed for another reason
+        assert all(res.in_band or res.reason == "ceiling" for res in results), (
+            name, [(res.strength, res.ssim, res.reason) for res in results])
         evaluations += sum(res.evaluations for res in results)
     assert evaluations / (2 * len(MY_NAMES)) <= 5
 
