@@ -10,7 +10,8 @@ inputs are processed channel by channel with the same draws.
 References: Zhuo & Gullapalli, "MR artifacts, safety, and quality control", RadioGraphics 26 (2006)
 275-297; Bernstein, King & Zhou, *Handbook of MRI Pulse Sequences*, Elsevier 2004; Pérez-García et al.,
 "TorchIO", Comput. Methods Programs Biomed. 208 (2021) 106236 (its ``RandomGhosting``,
-``RandomMotion``, ``RandomSpike``, ``RandomBiasField`` are the models followed here, re-derived).
+``RandomMotion``, ``RandomSpike``, ``RandomBiasField`` are the models followed here, re-derived; the
+ghosting is generalised to a fluctuation about the mean signal, see :func:`mri_ghosting`).
 """
 
 from __future__ import annotations
@@ -95,6 +96,9 @@ def mri_bias_field(
     Within the physical ceiling :math:`s \\le 1.2` (a factor 3.3 either way, surface-coil profiles at
     3 T) levels 4-5 are out of reach on most images and level 3 on some: they are reported as
     ``reason = "ceiling"``, not bought with a x400 gain and clipping as before.
+
+    Ceiling: :math:`s \\le 1.2`, a peak log-gain of 1.2 (a factor 3.3 either way): the intensity
+    non-uniformity of phased-array surface coils at 3 T before intensity normalisation (Sled et al. 1998).
     """
     coeffs = rng.standard_normal((BIAS_ORDER + 1, BIAS_ORDER + 1))
     field = np.exp(strength * bias_log_field(image.shape[:2], coeffs))
@@ -117,19 +121,24 @@ def mri_bias_field(
 # ----------------------------------------------------------------------------------------------------
 
 
-def ghost_kspace(x: np.ndarray, period: int, offset: int, axis: int, phase: float) -> np.ndarray:
-    """Magnitude image after multiplying every ``period``-th phase-encode line by :math:`e^{i\\phi}`.
+def ghost_kspace(x: np.ndarray, period: int, offset: int, axis: int, ghost: complex) -> np.ndarray:
+    """Magnitude image of ``x`` acquired with a signal fluctuating with a period of ``period`` lines.
 
-    Lines whose signed index :math:`k` satisfies :math:`(k - \\text{offset}) \\bmod N = 0` are modulated;
-    the modulation is :math:`N`-periodic in :math:`k`, so the image becomes the object plus copies
-    shifted by multiples of FOV/N along ``axis`` with amplitude :math:`|1 - e^{i\\phi}|/N`.
+    The phase-encode line :math:`k` is acquired with the complex gain
+    :math:`g_k = 1 + \\gamma\\,(N c_k - 1)`, :math:`c_k = 1` on the lines
+    :math:`k \\equiv \\text{offset} \\pmod N` and 0 elsewhere, :math:`\\gamma` = ``ghost``. The gains
+    average to 1 over a period, so the image is the clean object (the time-averaged signal, at its full
+    intensity) plus :math:`N - 1` replicas shifted by :math:`j`\\,FOV/N along ``axis``, each of complex
+    amplitude :math:`\\gamma\\,e^{-2\\pi i j\\,\\text{offset}/N}` relative to the object (the harmonics
+    of the fluctuation).
     """
     k = np.fft.fft2(x)
     idx = kspace_index(x.shape[axis])
-    mod = np.where((idx - offset) % period == 0, np.exp(1j * phase), 1.0)
+    comb = ((idx - offset) % period == 0).astype(np.float64)
+    gain = 1.0 + ghost * (period * comb - 1.0)
     shape = [1, 1]
     shape[axis] = -1
-    return np.abs(np.fft.ifft2(k * mod.reshape(shape)))
+    return np.abs(np.fft.ifft2(k * gain.reshape(shape)))
 
 
 def draw_ghost_params(rng: np.random.Generator) -> tuple[int, int, int]:
@@ -143,27 +152,61 @@ def draw_ghost_params(rng: np.random.Generator) -> tuple[int, int, int]:
 @register_perturbation(
     "mri_ghosting",
     modalities=("mri",),
-    strength_range=(0.0, 1.0),
-    description="periodic phase-encode modulation: ghost copies at FOV/N along the phase-encode axis",
-    pending=("smoothing",), pending_note="the high-pass energy inside the body falls by 30-60 %; not yet explained (a unit-modulus k-space modulation keeps the total energy)",
+    strength_range=(0.0, 2.0),
+    description="periodic signal fluctuation between phase-encode lines: ghost replicas at FOV/N along the phase-encode axis",
+    ceiling=1.0,
+    ceiling_note="fluctuation <= 100 % of the mean signal (line gains within 0-2 of the mean; the replicas "
+    "together as bright as the parent): pulsatile inflow from saturated to fresh blood, a 90 degree odd/even "
+    "echo phase error of uncorrected EPI (Wood & Henkelman 1985; Xiang & Henkelman 1992)",
 )
 def mri_ghosting(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
-    """Ghosting from a periodic phase error between phase-encode lines.
+    """Ghosting from a periodic fluctuation of the signal between phase-encode lines.
 
     Physics: any signal change that repeats every :math:`N` phase-encode lines -- respiratory or cardiac
-    motion synchronised with the repetition, alternating echo timing in EPI (N/2 or Nyquist ghost),
-    vibrations -- modulates k-space periodically along the phase-encode direction. A comb of period
-    :math:`N` in :math:`k` is a comb of period FOV/N in the image, so faint copies of the object appear
-    displaced by multiples of FOV/N along the phase-encode axis only (Zhuo & Gullapalli 2006;
-    Bernstein et al. 2004, sec. 16.2 on Nyquist ghosts).
+    motion synchronised with the repetition, pulsatile flow, alternating echo timing in EPI (N/2 or
+    Nyquist ghost), vibrations, view-to-view instability -- modulates k-space periodically along the
+    phase-encode direction. A modulation of period :math:`N` in :math:`k` splits the image into its
+    harmonics: the time-averaged object stays in place (the parent) and the fluctuation's harmonics
+    appear as replicas displaced by multiples of FOV/N along the phase-encode axis only, each with the
+    amplitude and phase of its harmonic (Wood & Henkelman, "MR image artifacts from periodic motion",
+    Med. Phys. 12 (1985) 143; Xiang & Henkelman, "Dynamic image reconstruction: MR movies from motion
+    ghosts", JMRI 2 (1992) 679; Reeder et al., "Quantification and reduction of ghosting artifacts in
+    interleaved echo-planar imaging", MRM 38 (1997) 429 -- amplitude and phase discontinuities
+    between lines; Zhuo & Gullapalli 2006).
 
-    Model: lines :math:`k \\equiv k_0 \\pmod N` get a phase error :math:`\\phi = \\pi s`; ghost amplitude
-    :math:`2\\sin(\\phi/2)/N`. Drawn from ``rng``: :math:`N \\in \\{2, 3\\}` (with N = 4 the ghosts, at most half as bright as the object, cannot reach level 5 on dim images), :math:`k_0`, the phase-encode
-    axis. ``strength`` :math:`s \\in [0, 1]` (s = 1: the modulated lines are inverted).
+    Model: line :math:`k` is acquired with the complex gain :math:`1 + \\gamma (N c_k - 1)`,
+    :math:`c_k = 1` on the lines :math:`k \\equiv k_0 \\pmod N`: one line in :math:`N` deviates in
+    amplitude and phase, the gains average to 1 (:func:`ghost_kspace`). The parent is the clean image at
+    its full intensity -- with its texture and noise -- and each of the :math:`N - 1` replicas has the
+    amplitude :math:`|\\gamma|` relative to it; the phase :math:`\\psi = \\arg\\gamma` sets whether a
+    replica adds to (0), subtracts from (:math:`\\pi`) or adds in quadrature to (:math:`\\pm\\pi/2`,
+    a small phase error) the tissue it overlies. Drawn from ``rng``: :math:`N \\in \\{2, 3\\}`,
+    :math:`k_0`, the phase-encode axis, :math:`\\psi \\sim U(0, 2\\pi)`. ``strength`` :math:`s` is the
+    fluctuation's amplitude relative to the mean signal, :math:`s = \\max_k |g_k - 1| = (N - 1)|\\gamma|`:
+    the replicas together have the amplitude :math:`s` relative to the parent (each :math:`s/(N-1)`).
+
+    Not a pure phase error applied to the whole clean image (the model before): a unit-modulus
+    modulation keeps the total energy (Parseval), so the replicas took their energy from the parent,
+    which fell to :math:`|1 + (e^{i\\phi} - 1)/N|` = 51-60 % of its amplitude at the old level 5 on the
+    demo MR slices (26-35 % of its energy, texture and noise with it); where the replicas landed on
+    background rather than on the body (3 of the 6 frames) the high-pass energy inside the body fell to
+    52-62 % of the clean one. Interpolation, clipping and FFT conventions played no part (no new
+    saturated or black pixels; the round trip at zero strength is exact). For a small phase error
+    :math:`\\phi` both models agree to first order (:math:`e^{i\\phi} \\approx 1 + i\\phi`, a replica in
+    quadrature); they differ by the parent's :math:`O(\\phi^2)` loss, which here stays in the mean.
+
+    Ceiling: :math:`s \\le 1`, a fluctuation of 100 % of the mean signal (line gains between 0 and 2
+    times the mean; the replicas together as bright as the parent): the whole object's signal vanishing
+    on the deviant lines, or doubling, as pulsatile inflow does between saturated and fresh blood; for
+    N = 2 it is a 90 degree odd/even echo phase error of an uncorrected EPI scan. A larger fluctuation
+    would need a whole-object signal beyond twice its mean, or below zero, on some lines; the range goes
+    on to 2 only as the model's domain. Within the ceiling level 4 is out of reach on 2 and level 5 on 5
+    of the 6 demo MR slices (``reason = "ceiling"``).
     """
     period, offset, axis = draw_ghost_params(rng)
-    phase = np.pi * strength
-    return _per_channel(image, lambda x: ghost_kspace(x, period, offset, axis, phase))
+    psi = float(rng.uniform(0.0, 2.0 * np.pi))
+    ghost = strength / (period - 1) * np.exp(1j * psi)
+    return _per_channel(image, lambda x: ghost_kspace(x, period, offset, axis, ghost))
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -241,6 +284,11 @@ def registration_shift(clean: np.ndarray, moved: np.ndarray, reach: int) -> tupl
     modalities=("mri",),
     strength_range=(0.0, 20.0),
     description="rigid patient motion during acquisition: k-space segments from moved copies",
+    ceiling=10.0,
+    ceiling_note="peak displacement <= 10 px and 10 degrees: ~10 mm at the demo's 256 px over a 250 mm head "
+    "FOV (16 mm over a 400 mm abdominal one), the gross motion of an uncooperative patient or the "
+    "respiratory excursion of free breathing (Zaitsev et al. 2015); cooperating patients move a few mm; "
+    "resolution dependent: pixels at 256 px",
     side_effects=("smoothing",), side_effect_note="k-space segments from moved copies average the fine detail",
 )
 def mri_motion(
@@ -271,6 +319,16 @@ def mri_motion(
     ``ceil(s) + 2`` pixels (:func:`registration_shift`; ghosts sit farther, at FOV/N). Tested both
     ways: where the anatomy stays the mask stays, where it moves the moved mask covers the lesion
     better than the old one.
+
+    Ceiling: :math:`s \\le 10` (px and degrees): at the demo's 256 px that is ~10 mm over a 250 mm
+    head FOV or ~16 mm over a 400 mm abdominal one -- the gross motion of an uncooperative (paediatric,
+    confused, claustrophobic) patient or the 1-2 cm respiratory excursion of free breathing, while
+    cooperating patients stay within a few mm (Zaitsev et al. 2015); motion bad enough to repeat a
+    sequence is common, about one clinical examination in five (Andre et al., "Toward quantifying the
+    prevalence, severity, and cost associated with patient motion during clinical MR examinations",
+    JACR 12 (2015) 689). The value is in pixels, so it depends on the resolution (10 px at 512 px is
+    half the displacement in mm). Every level is reached within it on the 6 demo MR frames (level 5 at
+    2.5-10 px).
     """
     n_shots = int(rng.integers(4, 17))
     axis = int(rng.integers(0, 2))
@@ -318,6 +376,10 @@ def draw_spike_positions(shape: tuple[int, int], rng: np.random.Generator) -> tu
     modalities=("mri",),
     strength_range=(0.0, 1.0),
     description="k-space spike (bad data point): herringbone stripes over the whole image",
+    ceiling=1.0,
+    ceiling_note="spike <= the k-space centre: the receiver gain is set at prescan so that the echo peak "
+    "(the k-space centre) nearly fills the ADC's range, and a spike, digitised by the same ADC, clips at "
+    "full scale; the range ends there",
 )
 def mri_spike(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
     """Spike (herringbone / corduroy) artifact.
@@ -331,6 +393,11 @@ def mri_spike(image: np.ndarray, strength: float, rng: np.random.Generator) -> n
     Model: 1-2 spikes at :math:`|k| \\sim U(0.1, 0.45) k_{max}`, random direction and phase (drawn from
     ``rng``), each of magnitude :math:`s\\,|K(0)|`, i.e. an added complex sinusoid of amplitude
     :math:`s\\,\\bar x` in the image. ``strength`` :math:`s` is the spike relative to the k-space centre.
+
+    Ceiling: :math:`s \\le 1`, a spike as large as the k-space centre: the prescan sets the receiver
+    gain so that the echo peak (the k-space centre, the largest sample of a normal acquisition) nearly
+    fills the analogue-to-digital converter's range; a spike is digitised by the same converter and
+    clips at its full scale. The range ends there.
     """
     positions, phases = draw_spike_positions(image.shape[:2], rng)
     return _per_channel(image, lambda x: spike_kspace(x, positions, phases, strength))
@@ -357,6 +424,10 @@ def truncation_window(n: int, keep: float) -> np.ndarray:
     modalities=("mri",),
     strength_range=(0.0, 0.99),
     description="k-space truncation: Gibbs ringing at sharp edges (and blurring)",
+    ceiling=0.75,
+    ceiling_note="at least 25 % of the phase-encode lines kept: 64 of 256, the 64x64 EPI matrix of fMRI, ASL "
+    "and perfusion is the coarsest clinical anatomical matrix, displayed interpolated to 256 px; "
+    "a fraction of the image's own lines (resolution dependent)",
     side_effects=("smoothing",), side_effect_note="k-space truncation is a low-pass: fine detail and noise go with it",
 )
 def mri_gibbs(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
@@ -371,13 +442,19 @@ def mri_gibbs(image: np.ndarray, strength: float, rng: np.random.Generator) -> n
     Model: k-space multiplied by a separable box window keeping a fraction :math:`1 - s` of the
     phase-encode lines and :math:`1 - a s` of the readout lines, :math:`a \\sim U(0.3, 1)` (scanners
     usually truncate phase encoding more); phase-encode axis and :math:`a` drawn from ``rng``.
-    ``strength`` :math:`s` is the fraction of the phase-encode lines removed. Levels 4-5 on smooth images
-    need :math:`s > 0.95` (fewer than 8 lines kept), where the artifact is mostly blurring rather than
-    ringing. The range ends at :math:`s = 0.99`: at 256 lines that keeps ~1.3 phase-encode lines, and
-    going further would start removing the centre of k-space itself (a signal loss, not truncation).
-    Level 5 is therefore out of reach on smooth images: on one of the 6 demo MR crops (256 px, rate
-    5/6 = 83.3 %) SSIM is still 0.66 there (a power-law coupling of the readout cut, tried instead of
-    :math:`1 - a s`, only brought it to 0.62).
+    ``strength`` :math:`s` is the fraction of the phase-encode lines removed. The range ends at
+    :math:`s = 0.99`: at 256 lines that keeps ~1.3 phase-encode lines, and going further would start
+    removing the centre of k-space itself (a signal loss, not truncation). Far below that, with fewer
+    than ~20 lines kept, the artifact is mostly blurring rather than ringing.
+
+    Ceiling: :math:`s \\le 0.75`, at least a quarter of the lines kept: 64 of the 256 lines of the demo's
+    frames, the 64 x 64 matrix of the echo-planar fMRI, arterial spin labelling and perfusion scans, the
+    coarsest matrix of clinical images, displayed interpolated to 256 px (structural scans use 192-512
+    lines). The fraction refers to the image's own lines: an image already resized up from a coarser
+    matrix keeps its acquired lines under a truncation that spares them, so the same ceiling is a milder
+    artifact there. Three of the 6 demo MR frames are crops of 64 x 64 DICOM images (45-64 acquired lines
+    resized to 256 px): within the ceiling level 1 is reached on 4 frames and level 2 on 1, levels 3-5
+    on none (``reason = "ceiling"``); they needed 80-98 % of the lines removed (5-51 of 256 lines).
     """
     axis = int(rng.integers(0, 2))
     ratio = float(rng.uniform(0.3, 1.0))

@@ -159,11 +159,14 @@ def test_mri_ghosts_lie_at_fov_over_n_along_phase_encode(seed):
     img = _u16(x)
     period, _, axis = mri.draw_ghost_params(np.random.default_rng(seed))
     out = to_float(_apply("mri_ghosting", img, 1.0, seed))
+    # the parent keeps its full intensity (the fluctuation averages to 1 over a period)
+    assert out[y0 : y0 + 5, x0 : x0 + 5].mean() == pytest.approx(0.8, abs=0.01)
     step = N // period if N % period == 0 else N / period
     for k in range(1, period):
         dy, dx = (round(k * step), 0) if axis == 0 else (0, round(k * step))
         ghost = out[(y0 + dy) % N : (y0 + dy) % N + 5, (x0 + dx) % N : (x0 + dx) % N + 5]
-        assert ghost.mean() > 0.3 * 0.8 * 2 / period  # a copy at k FOV/N along the phase-encode axis
+        # a copy at k FOV/N along the phase-encode axis; the replicas together as bright as the parent
+        assert ghost.mean() == pytest.approx(0.8 / (period - 1), rel=0.15)
     # nothing along the other axis
     oy, ox = (0, N // 2) if axis == 0 else (N // 2, 0)
     assert out[(y0 + oy) % N : (y0 + oy) % N + 5, (x0 + ox) % N : (x0 + ox) % N + 5].mean() < 0.02
@@ -411,7 +414,8 @@ MY_NAMES = [
 
 
 def test_calibration_reaches_the_mild_levels_on_a_demo_image_of_each_modality():
-    """Regression guard on the strength ranges: levels 1-2 are found, cheaply, on real demo images.
+    """Regression guard on the strength ranges: levels 1-2 are found (or lie beyond the physical
+    ceiling), cheaply, on real demo images.
 
     (The full in-band rates over all levels are measured on the whole demo test set and reported in
     docs/physics_ct_mri_xray_oct.md; some upper levels are physically out of reach there.)
@@ -427,7 +431,10 @@ def test_calibration_reaches_the_mild_levels_on_a_demo_image_of_each_modality():
         p = get_perturbation(name)
         rec = first[p.modalities[0]]
         results = calibrate(np.asarray(rec.image), name, image_id=rec.image_id, levels=(1, 2), mask=rec.mask)
-        assert all(res.in_band for res in results), (name, [(res.strength, res.ssim) for res in results])
+        # a band beyond the physical ceiling is reported as such (e.g. mri_gibbs: no clinical matrix
+        # under 64 lines), never missed for another reason
+        assert all(res.in_band or res.reason == "ceiling" for res in results), (
+            name, [(res.strength, res.ssim, res.reason) for res in results])
         evaluations += sum(res.evaluations for res in results)
     assert evaluations / (2 * len(MY_NAMES)) <= 5
 
