@@ -494,7 +494,8 @@ def full_rotation_errors(err: np.ndarray) -> np.ndarray:
     modalities=("ct",),
     strength_range=(0.0, 1.0),
     ceiling=0.5,
-    ceiling_note="log-gain spread <= 7.5 % on all channels and defective channels <= 50 %: a detector far "
+    ceiling_note="s <= 0.5 (the drawn errors x 0.5): a log-gain spread of 7.5 % on all channels and defective "
+    "channels off by at most 50 %: a detector far "
     "out of calibration, still read out (beyond it the scanner's QA flags the channel and interpolates it)",
     description="ring artifact: per-detector gain errors, constant over views, reconstructed by FBP",
     side_effects=("saturated",), side_effect_note="a bright ring can exceed the window's top",
