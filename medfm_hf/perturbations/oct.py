@@ -143,9 +143,9 @@ def oct_shadow(
     Severity: the shadow bottoms out at the noise floor (~30-40 dB), so beyond that a denser opacity
     no longer darkens the core's A-scans but extends the fully shadowed band into its haze, by about
     :math:`\\ell \\ln(s / 35\\,\\mathrm{dB})` on each side. On the demo B-scans (256 px, FOV SSIM, seed 0)
-    level 5 is reached at :math:`s \\approx 55-100` dB on 5 of 6; the sixth has a narrow-haze opacity at the
-    edge of the scan (half of it outside the frame) and needs the top of the range, 400 dB, for level 4 and
-    does not reach level 5 (``reason = "saturated"``). Before this haze model (a compact opacity of fixed
+    level 5 is reached on 5 of 6, at :math:`s \\approx 56-100` dB on four and at the top of the range on one;
+    the sixth has a narrow-haze opacity at the edge of the scan (half of it outside the frame), needs 400 dB
+    for level 4 and does not reach level 5 (``reason = "saturated"``). Before this haze model (a compact opacity of fixed
     width, 0-40 dB) SSIM stopped at 0.61-0.83 and level 5 was never reached (measured rates in
     ``docs/physics_ct_mri_xray_oct.md``).
 
