@@ -267,9 +267,11 @@ def metal_trace(discs: list[tuple[float, float, float]], theta: np.ndarray, n_de
     "ct_metal",
     modalities=("ct",),
     strength_range=(0.0, 50.0),
-    ceiling=30.0,
-    ceiling_note="metal attenuation <= 30x water at ~70 keV (cobalt-chromium / stainless steel implants; "
-    "titanium is ~7x); denser inserts are not used in patients",
+    ceiling=40.0,
+    ceiling_note="metal attenuation <= 40x water at the model's 70 keV reference (mu_w = 0.19 /cm): cobalt-chromium-"
+    "molybdenum, the densest orthopaedic alloy, is 40x water there (316L steel 36x, Ti-6Al-4V 12x; from "
+    "tabulated attenuation coefficients, Elam et al. 2002); the drawn inserts (3.6-9 mm radius) are orthopaedic "
+    "sized -- denser dental amalgam or gold (150-300x) comes in smaller pieces",
     side_effects=("saturated", "zeroed"),
     side_effect_note="the metal insert itself (thousands of HU) saturates the window"
     "; dark streaks and bands fall below the window's floor",
@@ -294,8 +296,13 @@ def ct_metal(
     Parameters (all drawn from ``rng`` before the strength is used): 1-3 disks of radius
     :math:`U(0.012, 0.03) L` placed inside the body (FOV, HU > -200); standard normal noise :math:`z` for
     every detector reading. ``strength`` :math:`s` is the metal's linear attenuation in units of water's
-    (titanium ~ 7, steel / cobalt-chromium ~ 25-30: the ceiling), :math:`N_0 = 2\\times10^5` photons per
-    ray, :math:`\\beta = 0.08`.
+    at the 70 keV reference of :math:`\\mu_w` (Ti-6Al-4V ~ 12, 316L steel ~ 36, cobalt-chromium ~ 40: the
+    ceiling), :math:`N_0 = 2\\times10^5` photons per ray, :math:`\\beta = 0.08`.
+
+    Ceiling: metal attenuation 40x water at the model's 70 keV reference (:math:`\\mu_w` = 0.19 /cm):
+    cobalt-chromium-molybdenum, the densest orthopaedic alloy, is 40x water there (316L steel 36x, Ti-6Al-4V
+    12x; from tabulated attenuation coefficients, Elam et al. 2002); the drawn inserts (3.6-9 mm radius) are
+    orthopaedic sized -- denser dental amalgam or gold (150-300x) comes in smaller pieces.
     """
     f = _CTFrame(image, window, fov)
     p_soft, p_bone, theta = f.projections()
@@ -350,8 +357,10 @@ def hardened_sinogram(p_soft: np.ndarray, p_bone: np.ndarray, beta: float, kappa
     modalities=("ct",),
     strength_range=(0.0, 0.2),
     ceiling=0.1,
-    ceiling_note="beta <= 0.1 per unit line integral: an uncorrected 80-120 kVp spectrum through water "
-    "loses ~5-10 % of a 30 cm path's line integral (Brooks & Di Chiro 1976; Hsieh 2015 sec. 7.4)",
+    ceiling_note="beta <= 0.1 per unit line integral: the hardening of an uncorrected 80 kVp spectrum with only the "
+    "minimum 2.5 mm Al filtration, which loses ~21 % of a 30 cm water path's line integral (this model's beta fitted "
+    "at 30 cm: 0.10; 120 kVp with 2.5 mm Al: 0.08; a CT tube's 6-9 mm Al at 80-140 kVp: 0.03-0.05; computed from "
+    "a Kramers spectrum and tabulated attenuation coefficients; Brooks & Di Chiro 1976; Hsieh 2015 sec. 7.4)",
     description="polychromatic beam hardening in HU: cupping and dark bands between dense objects",
     side_effects=("smoothing", "zeroed"), side_effect_note="dark bands between dense objects fall below the window's floor"
     "; what falls below the window's floor is flattened with it",
@@ -372,10 +381,15 @@ def ct_beam_hardening(
     Model (:func:`hardened_sinogram`): :math:`\\tilde p = p - D(p_{soft}) - D(\\kappa p_{bone})/\\kappa`,
     :math:`D(q) = q - \\ln(1 + \\beta q)/\\beta`, in HU (module docstring: bone above +300 HU, full bone
     from +700 HU). ``strength`` is :math:`\\beta` (per
-    unit line integral, 0 = monochromatic); the ceiling 0.1 is an uncorrected clinical spectrum. Bone
-    stays bone: at a level-3 strength the phantom's mean bone HU stays within 15 % (tested).
-    :math:`\\kappa \\sim U(1.5, 2.5)` is drawn from ``rng`` (bone's extra energy dependence -- photo-electric
-    effect -- for this scanner's spectrum).
+    unit line integral, 0 = monochromatic). Bone stays bone: at a level-3 strength the phantom's mean bone HU
+    stays within 15 % (tested). :math:`\\kappa \\sim U(1.5, 2.5)` is drawn from ``rng`` (bone's extra energy
+    dependence -- photo-electric effect -- for this scanner's spectrum).
+
+    Ceiling: :math:`\\beta = 0.1` per unit line integral -- the hardening of an uncorrected 80 kVp spectrum with
+    only the minimum 2.5 mm Al filtration, which loses ~21 % of a 30 cm water path's line integral (this
+    model's :math:`\\beta` fitted at 30 cm: 0.10; 120 kVp with 2.5 mm Al: 0.08; a CT tube's 6-9 mm Al at
+    80-140 kVp: 0.03-0.05; computed from a Kramers spectrum and tabulated attenuation coefficients; Brooks &
+    Di Chiro 1976; Hsieh 2015 sec. 7.4).
     """
     f = _CTFrame(image, window, fov)
     kappa = float(rng.uniform(1.5, 2.5))
@@ -432,6 +446,9 @@ def ct_photon_starvation(
     reading): :math:`\\tilde N = \\bar N (1 + s\\, z\\, \\sqrt{e^{p}/N_0})`, :math:`\\bar N = N_0 e^{-p}/(1+s^2)`,
     clipped at 0.5, :math:`\\tilde p = -\\ln(\\tilde N (1 + s^2)/N_0)`; :math:`N_0 = 10^6` photons per ray.
     ``strength`` :math:`s` sets the dose to :math:`1/(1+s^2)` of the reference (s = 3: 10 %).
+
+    Ceiling: :math:`s = 7`, dose :math:`\\ge 1/(1 + 7^2)` = 2 % of the reference -- ultra-low-dose protocols go to
+    ~2-5 % of a standard dose; below that the scan is not diagnostic and is not acquired.
     """
     f = _CTFrame(image, window, fov)
     p_soft, p_bone, theta = f.projections()
@@ -477,7 +494,8 @@ def full_rotation_errors(err: np.ndarray) -> np.ndarray:
     modalities=("ct",),
     strength_range=(0.0, 1.0),
     ceiling=0.5,
-    ceiling_note="log-gain spread <= 7.5 % on all channels and defective channels <= 50 %: a detector far "
+    ceiling_note="s <= 0.5 (the drawn errors x 0.5): a log-gain spread of 7.5 % on all channels and defective "
+    "channels off by at most 50 %: a detector far "
     "out of calibration, still read out (beyond it the scanner's QA flags the channel and interpolates it)",
     description="ring artifact: per-detector gain errors, constant over views, reconstructed by FBP",
     side_effects=("saturated",), side_effect_note="a bright ring can exceed the window's top",
@@ -496,6 +514,10 @@ def ct_ring(
     Model: :math:`\\tilde p_{i,\\theta} = p_{i,\\theta} + s\\, e_i`, :math:`e_i = 0.15 z_i` plus 3-7 defective
     channels with :math:`\\pm U(0.5, 1)` (positions and signs drawn from ``rng``), acquired over a full
     rotation (:func:`full_rotation_errors`). ``strength`` :math:`s` scales the log-gain errors.
+
+    Ceiling: :math:`s = 0.5` -- a log-gain spread of 7.5 % on all channels and defective channels off by at most
+    50 %: a detector far out of calibration, still read out (beyond it the scanner's QA flags the channel and
+    interpolates it).
     """
     f = _CTFrame(image, window, fov)
     p_soft, _, theta = f.projections()

@@ -66,6 +66,11 @@ def _hair_coverage(
     modalities=("dermoscopy",),
     strength_range=(0.0, float(MAX_HAIRS)),
     description="dark terminal hairs lying between the dermoscope plate and the skin",
+    ceiling=float(MAX_HAIRS),
+    ceiling_note="80 hairs (the range top) cover ~20 % of the frame (16-24 %, union at opacity > 0.5): the "
+    "hairiest unshaved skin -- up to ~30 follicles per square cm on the back and upper arm (Otberg et al. 2004), "
+    "hairs 1-2 cm long and 60-120 um thick lying flat under the plate -- covers ~15-50 % of a dermoscope's "
+    "field (density x length x width, less the overlaps)",
 )
 def derm_hair(image: np.ndarray, strength: float, rng: np.random.Generator, occlusion: list | None = None) -> np.ndarray:
     r"""Hair occlusion.
@@ -86,6 +91,12 @@ def derm_hair(image: np.ndarray, strength: float, rng: np.random.Generator, occl
     is composited over the skin:
 
     .. math:: I' = (1 - \alpha a)\, I + \alpha a\, c.
+
+    Ceiling: 80 hairs (the range top) cover ~20 % of the frame (16-24 %, union at opacity > 0.5): the
+    hairiest unshaved skin -- up to ~30 follicles per square cm on the back and upper arm (Otberg et al.,
+    "Variations of hair follicle size and distribution in different body sites", J. Invest. Dermatol. 122
+    (2004) 14), hairs 1-2 cm long and 60-120 µm thick lying flat under the plate -- covers ~15-50 % of a
+    dermoscope's field (density x length x width, less the overlaps).
 
     Parameters
     ----------
@@ -132,6 +143,10 @@ def derm_hair(image: np.ndarray, strength: float, rng: np.random.Generator, occl
     modalities=("dermoscopy",),
     strength_range=(0.0, 0.6),
     description="circular field of view of the dermoscope optics: dark corners and cos^4 falloff",
+    ceiling=0.6,
+    ceiling_note="0.6 (the range top): the image circle's diameter 57 % of the frame's side, a quarter of the frame "
+    "lit -- a dermoscope on a phone or camera at 1x zoom, the circle seen inside a black frame and not cropped; a "
+    "smaller circle would leave most of the sensor dark and is zoomed or cropped at capture",
     side_effects=("smoothing", "zeroed"), side_effect_note="the dark corners of the field stop are the artifact"
     "; the black corners carry no texture",
 )
@@ -154,6 +169,10 @@ def derm_vignette(
     .. math:: I' = I\,\mathrm{clip}\Big(\tfrac{R(s) - r}{\epsilon} + \tfrac12, 0, 1\Big)\cos^4\theta(r),
 
     with :math:`r = |x - c|`. The black outside the circle is the sensor's dark level (0).
+
+    Ceiling: 0.6 (the range top): the image circle's diameter 57 % of the frame's side, a quarter of the
+    frame lit -- a dermoscope on a phone or camera at 1x zoom, the circle seen inside a black frame and not
+    cropped; a smaller circle would leave most of the sensor dark and is zoomed or cropped at capture.
 
     Parameters
     ----------
@@ -193,6 +212,11 @@ def derm_vignette(
     modalities=("dermoscopy",),
     strength_range=(0.0, 1.0),
     description="immersion-fluid artifacts: glare from the contact plate and trapped gel/air bubbles",
+    ceiling=1.0,
+    ceiling_note="1 (the range top): 20-40 bubbles of 4-16 % of the side cover 41-76 % of the field (mean 61 %), "
+    "a foamed immersion gel, below the ~90 % of a close-packed layer of bubbles under the plate; the glare "
+    "veil adds at most ~0.45 of full scale, while the LED ring's specular reflection on a non-polarised "
+    "contact plate can reach the sensor's full scale",
 )
 def derm_reflection(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
     r"""Immersion-fluid glare and gel bubbles (contact, non-polarised dermoscopy).
@@ -218,6 +242,11 @@ def derm_reflection(image: np.ndarray, strength: float, rng: np.random.Generator
 
     the reflected light added through the camera's highlight roll-off (a screen blend) rather than
     clipped: the earlier additive model reached its levels by saturating about 20 % of the frame.
+
+    Ceiling: 1 (the range top): 20-40 bubbles of 4-16 % of the side cover 41-76 % of the field (mean 61 %),
+    a foamed immersion gel, below the ~90 % of a close-packed layer of bubbles under the plate; the glare
+    veil adds at most ~0.45 of full scale, while the LED ring's specular reflection on a non-polarised
+    contact plate can reach the sensor's full scale.
 
     Parameters
     ----------

@@ -109,6 +109,11 @@ def shadow_profile(
     modalities=("oct",),
     strength_range=(0.0, 400.0),
     description="A-scan shadowing below absorbers (diffuse vitreous opacity / haemorrhage, retinal vessels)",
+    ceiling=400.0,
+    ceiling_note="round trip <= 400 dB at the core (the range top): 46 nepers, 2 mu L with whole blood's attenuation "
+    "of ~60-80 /mm in the near infrared (Bosschaart et al. 2014) -- a preretinal or subhyaloid haemorrhage "
+    "~0.3 mm thick, common in proliferative retinopathy, under which OCT shows a complete shadow; its dispersed "
+    "blood (the haze) shades the A-scans beside it",
     side_effects=("smoothing",), side_effect_note="the shadow attenuates the signal below a vessel, and its speckle with it",
 )
 def oct_shadow(
@@ -137,12 +142,18 @@ def oct_shadow(
 
     Severity: the shadow bottoms out at the noise floor (~30-40 dB), so beyond that a denser opacity
     no longer darkens the core's A-scans but extends the fully shadowed band into its haze, by about
-    :math:`\\ell \\ln(s / 35\\,\\mathrm{dB})` on each side. On the demo B-scans (256 px) level 5 is reached
-    at :math:`s \\approx 25-45` dB on 5 of 6, where the haze already shades about half of the A-scans;
-    the sixth has a narrow-haze opacity at the edge of the scan (half of it outside the frame) and needs
-    the top of the range, 400 dB: an opaque core whose dispersed blood reaches across 40 % of the scan.
-    Before this haze model (a compact opacity of fixed width, 0-40 dB) SSIM stopped at 0.61-0.83 and
-    level 5 was never reached (measured rates in ``docs/physics_ct_mri_xray_oct.md``).
+    :math:`\\ell \\ln(s / 35\\,\\mathrm{dB})` on each side. On the demo B-scans (256 px, FOV SSIM, seed 0)
+    level 5 is reached on 5 of 6, at :math:`s \\approx 56-100` dB on four and at the top of the range on one;
+    the sixth has a narrow-haze opacity at the edge of the scan (half of it outside the frame), needs 400 dB
+    for level 4 and does not reach level 5 (``reason = "saturated"``). Before this haze model (a compact opacity of fixed
+    width, 0-40 dB) SSIM stopped at 0.61-0.83 and level 5 was never reached (measured rates in
+    ``docs/physics_ct_mri_xray_oct.md``).
+
+    Ceiling: 400 dB round trip at the core (the range top): 46 nepers, :math:`2\\mu L` with whole blood's
+    attenuation of ~60-80 /mm in the near infrared (Bosschaart et al., "A literature review and novel
+    theoretical approach on the optical properties of whole blood", Lasers Med. Sci. 29 (2014) 453) -- a
+    preretinal or subhyaloid haemorrhage ~0.3 mm thick, common in proliferative retinopathy, under which OCT
+    shows a complete shadow; its dispersed blood (the haze) shades the A-scans beside it.
     """
     w = image.shape[1]
     n_vessels = int(rng.integers(0, 3))
@@ -174,6 +185,11 @@ def oct_shadow(
     modalities=("oct",),
     strength_range=(0.0, 0.9),
     description="blink / lost fixation: contiguous A-scans with no signal (noise floor only)",
+    ceiling=0.9,
+    ceiling_note="0.9 of the A-scans lost (the range top): a blink (the lid closed for 100-400 ms) or a lost pupil "
+    "that starts or ends during a 10-50 ms B-scan blanks every A-scan acquired after or before it, so any "
+    "fraction is physical; at 0.9 a tenth of the retina is left -- a B-scan with none left shows no anatomy "
+    "and is retaken",
     side_effects=("smoothing", "zeroed"), side_effect_note="lost A-scans carry no signal"
     "; lost A-scans hold only the weak noise floor",
 )
@@ -191,6 +207,11 @@ def oct_blink(
     (drawn from ``rng``); lost columns are replaced by speckled noise floor :math:`N_f E`,
     :math:`E \\sim \\mathrm{Exp}(1)` (drawn from ``rng``); the edge column is mixed by its fractional
     coverage, so the image changes continuously. ``strength`` :math:`s` is the fraction of A-scans lost.
+
+    Ceiling: 0.9 of the A-scans lost (the range top): a blink (the lid closed for 100-400 ms) or a lost
+    pupil that starts or ends during a 10-50 ms B-scan blanks every A-scan acquired after or before it, so
+    any fraction is physical; at 0.9 a tenth of the retina is left -- a B-scan with none left shows no
+    anatomy and is retaken.
     """
     h, w = image.shape[:2]
     n = int(rng.integers(1, 3))
@@ -224,7 +245,10 @@ def oct_blink(
     modalities=("oct",),
     strength_range=(0.0, 3.0),
     description="defocus: lateral blur from a widened beam and confocal signal loss",
-    ceiling=3.0, ceiling_note="3 Rayleigh ranges out of focus: the retina 10x dimmer, the limit of a usable scan",
+    ceiling=3.0,
+    ceiling_note="3 Rayleigh ranges out of focus (the range top): with a 7.5-10 um beam waist at the retina the "
+    "Rayleigh range is 0.3-0.5 mm and 1 dioptre moves the focus by ~0.37 mm, so 3 Rayleigh ranges is a focus "
+    "left 2-4 D off the eye's refraction; the retina is then 10x (10 dB) dimmer, at the limit of a usable scan",
     side_effects=("smoothing",),
     side_effect_note="defocus widens the speckle grains to the beam width: the pixel-scale high-pass energy falls although the speckle stays fully developed (contrast 1)",
 )
@@ -247,8 +271,11 @@ def oct_defocus(image: np.ndarray, strength: float, rng: np.random.Generator) ->
     as the beam), and the retina dims -- it does not get brighter by despeckling (tested). At
     :math:`s = 0` the kernel is a delta and the image is unchanged. The nominal lateral resolution
     :math:`\\sigma_0 \\sim U(1, 2.5)` pixels is drawn from ``rng``. ``strength`` :math:`s` is the defocus in
-    Rayleigh ranges; ceiling 3 (the retina 3 Rayleigh ranges out of focus: 10x dimmer, the limit of a
-    usable scan).
+    Rayleigh ranges.
+
+    Ceiling: 3 Rayleigh ranges out of focus (the range top): with a 7.5-10 µm beam waist at the retina the
+    Rayleigh range is 0.3-0.5 mm and 1 dioptre moves the focus by ~0.37 mm, so 3 Rayleigh ranges is a focus
+    left 2-4 D off the eye's refraction; the retina is then 10x (10 dB) dimmer, at the limit of a usable scan.
     """
     sigma0 = float(rng.uniform(1.0, 2.5))
     axial = float(rng.uniform(0.0, 0.15))
@@ -298,6 +325,11 @@ def axial_motion_profile(width: int, rng: np.random.Generator) -> np.ndarray:
     strength_range=(0.0, 10.0),
     description="axial eye motion between A-scans: columns displaced in depth (mask moves too)",
     geometric=True,
+    ceiling=10.0,
+    ceiling_note="peak axial displacement 10 px (the range top): ~30 um at the demo's ~3 um per axial pixel (its "
+    "~100 px retina stands for ~300 um); heartbeat, respiration and head drift in the chin rest move the retina "
+    "axially by tens of um within a B-scan and by up to ~100 um over a volume (Kraus et al. 2012; de Kinkelder "
+    "et al. 2011), so physics allows more than the range; in pixels, so it scales with the axial sampling",
 )
 def oct_motion(
     image: np.ndarray, strength: float, rng: np.random.Generator, mask: np.ndarray | None = None
@@ -315,6 +347,13 @@ def oct_motion(
     instead of the displacement; edge values repeated), :math:`m` a zero-mean smooth random walk with 0-2 saccade steps, unit peak
     (drawn from ``rng``). The mask moves with the same displacement (nearest neighbour), so labels stay
     on the anatomy. ``strength`` :math:`s` is the peak displacement in pixels.
+
+    Ceiling: peak axial displacement 10 px (the range top): ~30 µm at the demo's ~3 µm per axial pixel (its
+    ~100 px retina stands for ~300 µm); heartbeat, respiration and head drift in the chin rest move the
+    retina axially by tens of µm within a B-scan and by up to ~100 µm over a volume (Kraus et al. 2012;
+    de Kinkelder et al., "Heartbeat-induced axial motion artifacts in optical coherence tomography
+    measurements of the retina", Invest. Ophthalmol. Vis. Sci. 52 (2011) 3908), so physics allows more than
+    the range. The ceiling is in pixels: it scales with the axial sampling.
     """
     h, w = image.shape[:2]
     shift = np.rint(strength * axial_motion_profile(w, rng))  # whole pixels: no interpolation
@@ -347,6 +386,10 @@ def speckle_field(shape: tuple[int, int], grain: tuple[float, float], rng: np.ra
     modalities=("oct",),
     strength_range=(0.0, 1.5),
     description="speckle: multiplicative exponential-statistics noise of coherent imaging (fewer averages)",
+    ceiling=1.0,
+    ceiling_note="one look of fully developed speckle (contrast 1, log-intensity standard deviation 5.6 dB): the "
+    "grainiest a single unaveraged coherent frame can be (Goodman 2007); s > 1 would widen the log-intensity "
+    "spread beyond what interference of many scatterers produces -- it is not speckle",
     side_effects=("zeroed",), side_effect_note="fully developed speckle is exponentially distributed: its dark grains reach the floor",
 )
 def oct_speckle(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
@@ -362,8 +405,14 @@ def oct_speckle(image: np.ndarray, strength: float, rng: np.random.Generator) ->
     :math:`s\\,(10\\log_{10} S - \\overline{10\\log_{10} S})`, with :math:`S` a fully developed speckle
     pattern of grain :math:`(U(0.6, 1.5), U(0.6, 2))` pixels (axial, lateral; drawn from ``rng``).
     ``strength`` :math:`s`: 1 adds one look of fully developed speckle (5.6 dB standard deviation);
-    :math:`s > 1` (up to 1.5) raises the log-domain speckle variance beyond a single look; on the demo
-    B-scans level 5 is reached at :math:`s \\approx 1`, i.e. within physical single-look speckle.
+    :math:`s > 1` (the range goes to 1.5) would raise the log-domain spread beyond a single look.
+
+    Ceiling: one look, :math:`s = 1` (fully developed speckle, contrast 1, log-intensity standard deviation
+    5.6 dB): the grainiest a single unaveraged coherent frame can be (Goodman 2007); :math:`s > 1` would widen
+    the log-intensity spread beyond what interference of many scatterers produces -- it is not speckle. On
+    the demo B-scans (FOV SSIM, seed 0) levels 1-4 are reached within it (level 4 at :math:`s \\approx 0.8-1`);
+    level 5 on 2 of 6 (SSIM at :math:`s = 1`: 0.60-0.62 on the others; before the ceiling it took
+    :math:`s \\approx 1.1-1.26`): the rest is ``reason = "ceiling"``.
     """
     grain = (float(rng.uniform(0.6, 1.5)), float(rng.uniform(0.6, 2.0)))
     s_db = 10.0 * np.log10(np.clip(speckle_field(image.shape[:2], grain, rng), 1e-12, None))

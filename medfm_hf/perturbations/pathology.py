@@ -94,6 +94,9 @@ def path_stain(
     ``docs/physics_audit.md``); the earlier range, up to :math:`s = 5`, reached them by bleaching tiles
     (up to 64 % near-white).
 
+    Ceiling: :math:`s = 0.2` -- :math:`\sigma \le 0.2` on the HED concentrations, the strongest published stain
+    augmentation (Tellez et al. 2019, "HED-strong").
+
     **Grey input** has no colour to deconvolve: the single optical-density channel is perturbed,
     :math:`\mathrm{OD}' = \max(e^{s a}\mathrm{OD} + s\,b\,\bar C, 0)`, with the first pair of the
     direction.
@@ -136,6 +139,10 @@ def path_stain(
     modalities=("pathology",),
     strength_range=(0.0, 1.0),
     description="air bubbles under the coverslip: dark refractive rims, defocused hazy interior",
+    ceiling=1.0,
+    ceiling_note="1 (the range top): 4-7 bubbles of radius 25-55 % of the side cover most or all of the tile; air "
+    "bubbles under a coverslip are 0.05 to several mm across, as large as or larger than a 256 px tile at "
+    "20-40x (0.06-0.13 mm), so a tile wholly under bubbles is common in slide scans (Taqi et al. 2018)",
     side_effects=("smoothing",), side_effect_note="an air bubble's refraction and edge blur the tissue under it",
 )
 def path_bubbles(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
@@ -159,6 +166,10 @@ def path_bubbles(image: np.ndarray, strength: float, rng: np.random.Generator) -
     :math:`\sigma` = 3 px, a haze :math:`h` = 0.3 and rim darkness :math:`D_0 \in [0.6, 0.85]`
     (from ``rng``; outside the bubble the rim decays within a pixel; bubbles smaller than 3 px fade
     in, :math:`D_0 \min(1, r/3)`).
+
+    Ceiling: 1 (the range top): 4-7 bubbles of radius 25-55 % of the side cover most or all of the tile;
+    air bubbles under a coverslip are 0.05 to several mm across, as large as or larger than a 256 px tile at
+    20-40x (0.06-0.13 mm), so a tile wholly under bubbles is common in slide scans (Taqi et al. 2018).
 
     Parameters
     ----------
@@ -205,6 +216,10 @@ def path_bubbles(image: np.ndarray, strength: float, rng: np.random.Generator) -
     modalities=("pathology",),
     strength_range=(0.0, 1.0),
     description="tissue fold: a flap of the section folded in over the tile (optical densities add)",
+    ceiling=1.0,
+    ceiling_note="1 (the range top): the flap covers the whole tile, doubling the section's thickness (optical "
+    "densities add once); folds are up to millimetres wide, wider than a tile (~0.1 mm), so a tile wholly "
+    "inside a fold is common; a flap folded twice (triple thickness) is not modelled",
     side_effects=("smoothing",), side_effect_note="a fold doubles the tissue thickness: darker, lower contrast",
 )
 def path_fold(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
@@ -231,6 +246,10 @@ def path_fold(image: np.ndarray, strength: float, rng: np.random.Generator) -> n
     **Reach.** At the top of the range the flap covers the whole tile; the SSIM of a doubled section
     then depends on the tissue and is 0.60-0.67 on some demo tiles, so level 5 is not always
     reachable: measured in band on the demo test images L1-L4 100 %, L5 67 % (seed 0) / 50 % (seed 1).
+
+    Ceiling: 1 (the range top): the flap covers the whole tile, doubling the section's thickness (optical
+    densities add once); folds are up to millimetres wide, wider than a tile (~0.1 mm), so a tile wholly
+    inside a fold is common; a flap folded twice (triple thickness) is not modelled.
 
     Parameters
     ----------

@@ -112,6 +112,10 @@ def _tissue_top(lum: np.ndarray, x0: float, x1: float, threshold: float = 0.08) 
     modalities=("ultrasound",),
     strength_range=(0.0, 1.0),
     description="acoustic shadow distal to strongly attenuating reflectors (bone, calculi, gas)",
+    ceiling=1.0,
+    ceiling_note="1 (the range top): the reflectors span up to the whole width -- bowel gas or a rib cage under a "
+    "convex probe hides most of the scan lines, and each reflector's loss (35-60 dB drawn: a gas interface "
+    "reflects 99.9 %, -30 dB each way; bone absorbs ~20 dB/cm/MHz) leaves the region behind it anechoic",
     side_effects=("zeroed", "smoothing"),
     side_effect_note="an acoustic shadow is anechoic (black, without speckle) distal to the reflector",
 )
@@ -150,10 +154,13 @@ def us_shadowing(
     (a deeper reflector's own echo is dimmed by the shadows of shallower ones).
 
     **Reach.** The shadow can only remove echoes that exist: the lowest SSIM is about one minus the
-    fraction of the frame holding tissue distal to the reflectors. On the demo ultrasound test images
-    (DICOM screen captures with black surrounds and text panels) full obstruction gives SSIM
-    0.61-0.83, so levels 4 and 5 are out of physical reach on several images: measured in band (seed 0)
-    L1-L3 100 %, L4 67 %, L5 33 % (see ``docs/physics_us_path_endo_derm_fundus.md``).
+    fraction of the FOV holding tissue distal to the reflectors. Measured over the sector (FOV SSIM, seed 0)
+    on the demo ultrasound test images all five levels are reached, level 5 at :math:`s` = 0.17-0.71
+    (``docs/physics_audit.md``).
+
+    Ceiling: 1 (the range top): the reflectors span up to the whole width -- bowel gas or a rib cage under a
+    convex probe hides most of the scan lines, and each reflector's loss (35-60 dB drawn: a gas interface
+    reflects 99.9 %, -30 dB each way; bone absorbs ~20 dB/cm/MHz) leaves the region behind it anechoic.
 
     Parameters
     ----------
@@ -249,8 +256,13 @@ def us_reverberation(
     :math:`s` is the echo gain of the reverberant path.
 
     **Reach.** The replicas copy the reflecting layer's own echoes; where that layer is dim and most of
-    the frame is anechoic surround (the cardiac sector scan of the demo set) they saturate before
-    level 5: measured in band on the demo test images (seed 0) L1-L3 100 %, L4 83 %, L5 67 %.
+    the frame is anechoic surround (the cardiac sector scan of the demo set) they saturate early. Within
+    the ceiling (below) the stronger levels are often out of reach: measured in band on the demo test
+    images (FOV SSIM, seed 0) L1-L2 100 %, L3 50 %, L4 33 %, L5 17 %, the misses ``reason = "ceiling"``.
+
+    Ceiling: replica gain 4 -- the first replica at most 4x the display level of the reflecting layer it
+    copies (a metal or gas reflector in a dim layer); stronger replicas would outshine the reflector that
+    makes them.
 
     Parameters
     ----------
@@ -312,7 +324,10 @@ def us_reverberation(
     modalities=("ultrasound",),
     strength_range=(0.0, 40.0),
     description="time-gain-compensation miscalibration: a smooth depth-dependent gain error in dB",
-    ceiling=30.0, ceiling_note="RMS TGC error <= 30 dB: half of a 60 dB display range, every slider at an end stop", side_effects=("smoothing", "zeroed"), side_effect_note="a gain too low at depth drops weak echoes below the display floor"
+    ceiling=30.0,
+    ceiling_note="RMS TGC error <= 30 dB: every slider at an end stop, a gain error of half the 60 dB display "
+    "range at every depth; a larger error would push all echoes off the display (black or white) at every depth",
+    side_effects=("smoothing", "zeroed"), side_effect_note="a gain too low at depth drops weak echoes below the display floor"
     "; drop-out to black removes the speckle with the echoes",
 )
 def us_gain(
@@ -332,6 +347,9 @@ def us_gain(
     log-compressed display shifts each depth along the scan lines, inside the sector only:
     :math:`v' = \mathrm{clip}(v + G(z)/\mathrm{DR}, 0, 1)`. Lowering the gain drives weak deep echoes
     below the display floor (black): that drop-out is the artifact, declared as such.
+
+    Ceiling: RMS gain error 30 dB -- every slider at an end stop, a gain error of half the 60 dB display range
+    at every depth; a larger error would push all echoes off the display (black or white) at every depth.
 
     Parameters
     ----------

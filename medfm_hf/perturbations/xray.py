@@ -88,7 +88,8 @@ def xray_scatter(
     renormalised by :math:`1 + s` (air stays air, nothing is pushed below black) and the quantum noise of
     the detected photons stays at the clean image's level: the noise the contrast loss removed is put
     back as white noise inside the exposed field (:func:`~medfm_hf.perturbations._common.keep_quantum_noise`).
-    Ceiling: SPR 10 (thick abdomen without a grid; Bushberg et al. 2012, sec. 7.7).
+    Ceiling: scatter-to-primary ratio 10 -- a thick abdomen or pelvis without an anti-scatter grid (Bushberg
+    et al. 2012, sec. 7.7).
     """
     sigma = float(rng.uniform(0.08, 0.2)) * max(image.shape[:2])
     tilt = float(rng.uniform(0.0, 0.3))
@@ -154,6 +155,9 @@ def xray_exposure(image: np.ndarray, strength: float, rng: np.random.Generator) 
     air, full well 1.5 times the air signal at the reference dose; the direction (under or over) and
     the noise field :math:`z` (standard normal, slightly correlated by the detector's MTF) are drawn from
     ``rng``. ``strength`` :math:`s` is the exposure error in stops (factors of two).
+
+    Ceiling: 4 stops (16x) -- a failed automatic exposure control or a wrong manual technique; larger errors
+    are caught at acquisition (exposure index out of range).
     """
     direction = -1.0 if rng.random() < 0.5 else 1.0
     z = ndi.gaussian_filter(rng.standard_normal(image.shape[:2]), 0.6)
@@ -194,7 +198,11 @@ def grid_transmission(
     modalities=("xray",),
     strength_range=(0.0, 5.0),
     description="anti-scatter grid lines: lead strip shadows, moire when the grid is undersampled",
-    ceiling=5.0, ceiling_note="lead strips of 3-5 e-folds at 70 kVp", side_effects=("saturated",), side_effect_note="opaque strip shadows behind dense (already bright) anatomy exceed the display range",
+    ceiling=5.0,
+    ceiling_note="5 e-folds (the range top, 0.7 % transmission): a primary ray that meets a focused grid's strip "
+    "runs along its height, 1-3 mm of lead for grid ratios 5:1-16:1, and lead attenuates 57-340 /cm at the "
+    "30-60 keV of a 60-120 kVp beam, so a strip is opaque (>= 6 e-folds); at 5 e-folds it is opaque within "
+    "1 % and stronger settings change nothing visible", side_effects=("saturated",), side_effect_note="opaque strip shadows behind dense (already bright) anatomy exceed the display range",
 )
 def xray_grid(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
     """Grid-line and moiré artifact from a stationary anti-scatter grid.
@@ -209,7 +217,12 @@ def xray_grid(image: np.ndarray, strength: float, rng: np.random.Generator) -> n
     U(0.2, 0.8)` line pairs per pixel (resolved below 0.5, aliased above), duty :math:`w \\sim U(0.15,
     0.35)`, random phase, direction near the rows or the columns with a tilt :math:`U(-3, 3)` degrees
     (all drawn from ``rng``). ``strength`` :math:`s` is the strips' attenuation :math:`\\mu t` in e-folds
-    (transmission :math:`e^{-s}`; a real grid's lead is ~3-5 e-folds at 70 kVp).
+    (transmission :math:`e^{-s}`).
+
+    Ceiling: 5 e-folds (the range top, 0.7 % transmission) -- a primary ray that meets a focused grid's strip
+    runs along its height, 1-3 mm of lead for grid ratios 5:1-16:1, and lead attenuates 57-340 /cm at the
+    30-60 keV of a 60-120 kVp beam, so a strip is opaque (>= 6 e-folds); at 5 e-folds it is opaque within
+    1 % and stronger settings change nothing visible.
 
     Severity: the strips cover only the duty fraction of the field and, in the log image, raise dense
     (already bright) regions toward white where they barely show; SSIM levels off once the strips are
