@@ -160,8 +160,11 @@ def render(rows: list[dict], names: list[str], seconds: float, argv: list[str], 
     lines.append(_table(["perturbation", *(f"L{k}" for k in LEVELS), "missed", "sat %", "zero %", "noise",
                          "affine", "visible L5", "side effects"], table))
     lines += ["", "## Physical ceilings", "",
-              "The strongest strength the calibrator may use, and why (the top of the strength range where no "
-              "ceiling is declared; the docstrings give that range's reason).", ""]
+              "The strongest physically plausible strength, which the calibrator never exceeds, and why (the "
+              "registry's `ceiling_note`; each docstring's `Ceiling:` line says the same). A band missed at the "
+              "ceiling is `ceiling` when the effect was still growing there (a stronger, implausible strength "
+              "might reach it) and `saturated` when it had stopped growing (a quarter of the ceiling or more "
+              "gives an SSIM within 0.02 of it).", ""]
     lines.append(_table(["perturbation", "range", "ceiling", "why"],
                         [[n, f"{get_perturbation(n).strength_range[1]:g}",
                           f"{get_perturbation(n).max_strength:g}", get_perturbation(n).ceiling_note or "-"]
