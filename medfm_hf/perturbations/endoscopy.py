@@ -277,39 +277,98 @@ def endo_blood(image: np.ndarray, strength: float, rng: np.random.Generator, occ
     return from_float(out.reshape(image.shape), image.dtype)
 
 
+KNEE = 0.7
+"""Linear signal (in units of the display white) above which the camera's highlight knee rolls off."""
+
+FULL_WELL = 1.5
+"""Sensor full well in units of the display white: the knee reaches the top code there; charge beyond it blooms."""
+
+
+def sensor_response(s: np.ndarray) -> np.ndarray:
+    """Camera response in linear light: identity below :data:`KNEE`, a smooth ``tanh`` roll-off above it.
+
+    ``s`` is the linear signal in units of the display white. The curve has slope 1 at the knee and tends
+    to 1; at the full well (:data:`FULL_WELL`, 1.5) it is within 0.3 % of 1, the top code of 8 bits.
+    """
+    k = KNEE
+    return np.where(s <= k, s, k + (1.0 - k) * np.tanh((np.maximum(s, k) - k) / (1.0 - k)))
+
+
+def _fov_geometry(fov: np.ndarray) -> tuple[float, float, float]:
+    """Centre (row, column) and equivalent radius in pixels of a soft field-of-view map."""
+    m = fov > 0.5
+    if m.sum() < 16:
+        m = np.ones_like(m)
+    rows, cols = np.nonzero(m)
+    return float(rows.mean()), float(cols.mean()), float(np.sqrt(m.sum() / np.pi))
+
+
 @register_perturbation(
     "endo_overexposure",
     modalities=("endoscopy",),
     strength_range=(0.0, 8.0),
-    description="overexposure: sensor saturation with blooming where tissue is close to the light",
+    description="local overexposure: the wall nearest the tip blooms toward the sensor's full well (inverse-square hot spot)",
     side_effects=("saturated",), side_effect_note="blooming to the sensor's full well is the artifact",
-    ceiling=4.0, ceiling_note="exposure error <= 4 stops: the tip against the wall with the automatic exposure lagging", pending=("affine",), pending_note="the broad exposure bump is close to a global gain: an affine map explains most of the SSIM loss on some frames; blooming needs to be made local",
+    ceiling=4.0, ceiling_note=(
+        "4 stops (16x) at the hot spot: by 1/d^2 the nearest wall at a quarter of the metered working "
+        "distance (e.g. 5 mm against 20 mm), about the near end of the scope's depth of field (3-5 mm); "
+        "closer, the view is a defocused red-out, not an over-exposed image"),
 )
 def endo_overexposure(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
-    r"""Overexposure with saturated blooming.
+    r"""Local overexposure of the wall nearest the tip: a hot spot through the knee into blooming.
 
-    **Physics.** The irradiance from the light guides falls as :math:`1/d^2`; when the tip comes close
-    to the wall, or automatic exposure lags, the near tissue is overexposed. Pixels beyond the sensor's
-    full-well capacity saturate and the excess charge spills into neighbouring pixels (blooming), so
-    white patches grow with soft halos (Janesick 2001; "saturation" class, Ali et al. 2020).
+    **Physics.** The light guides sit next to the lens, so the mucosa is lit as :math:`\cos\theta/d^2`
+    by its distance :math:`d` to the tip. The automatic exposure meters the whole frame, mostly tissue
+    at the working distance :math:`D`; when the tip comes close to one part of the wall (a fold, the wall
+    of a bend: usually off-centre, facing the light) that part is lit :math:`(D/d)^2` times more than
+    the rest. It is over-exposed locally: the camera's highlight knee compresses it, pixels at the
+    sensor's full well saturate and the excess charge spills into the neighbours (blooming), so a white
+    patch with a soft halo grows while the rest of the frame keeps its exposure, or loses a little as
+    the exposure control catches up (Janesick 2001; "saturation" class, Ali et al. 2020).
 
-    **Model.** In linear irradiance :math:`L = I^{\gamma}` (:math:`\gamma = 2.2`) the exposure error in
-    stops is :math:`\mathrm{EV}(x) = s\,(0.35 + 0.65\, b(x))`, with :math:`b` a Gaussian bump (the
-    tissue nearest to the tip; centre and width 20-45 % of the side from ``rng``). Then
+    **Model.** The hot spot -- the wall point nearest the tip -- is at :math:`c`, off the centre
+    :math:`o` of the field of view (radius :math:`R`): :math:`|c - o| \in [0.35, 0.75]\,R` in a direction
+    :math:`u` (``rng``). The near wall faces the tip at distance :math:`d_n`; a wall point seen at image
+    offset :math:`x - c` is at distance :math:`d_n\sqrt{1 + q}` and lit at :math:`\cos\theta/d^2
+    \propto (1 + q)^{-3/2}`, with
 
-    .. math:: L' = L\,2^{\mathrm{EV}},\quad E = \max(L' - 1, 0),\quad
-              L'' = \min\big(L' + \eta\, (E * g_{\sigma_b}), 1\big),\quad I' = L''^{1/\gamma}
+    .. math:: q(x) = \frac{((x - c)\cdot u)^2}{(e h)^2} + \frac{((x - c)\times u)^2}{h^2},
 
-    with spill fraction :math:`\eta = 0.5` and blooming spread :math:`\sigma_b` = 2 % of the side.
+    :math:`h \in [0.3, 0.55]\,R` the spot's size and :math:`e \in [1, 1.8]` its stretch along :math:`u`
+    (a wall seen obliquely), both from ``rng``. With :math:`s` stops of over-exposure at the spot
+    (:math:`2^s = (D/d_n)^2`), and tissue never lit less than at the working distance (where the near
+    wall ends, the rest of the scene takes over at its normal exposure), the exposure gain is
+
+    .. math:: G(x) = \max\big(2^{s}\,(1 + q(x))^{-3/2},\ 1\big):
+
+    an inverse-square hot spot, 1 (unchanged) beyond it. The exposure control has caught up with a
+    fraction :math:`\lambda \in [0, 0.2]` (``rng``) of the rise in the metered mean:
+    :math:`a = \bar G^{-\lambda}`, :math:`\bar G` the field's mean camera output over its clean mean.
+    In linear light :math:`L = I^{\gamma}` (:math:`\gamma = 2.2`, display white 1),
+
+    .. math:: S = a\,G\,L,\quad E = \max(S - W, 0),\quad
+              S' = \min\big(S + \eta\,(E * g_{\sigma_b}),\ W\big),\quad I' = r(S')^{1/\gamma},
+
+    with the full well :math:`W = 1.5`, spill fraction :math:`\eta = 0.5`, blooming spread
+    :math:`\sigma_b` = 2 % of the side, and :math:`r` the camera response (:func:`sensor_response`):
+    linear up to the knee at 0.7, then a :math:`\tanh` roll-off that reaches the top code at the full
+    well. The clean image's noise is scaled with its signal (with :math:`G` times more photons its
+    relative shot noise would be :math:`\sqrt{G}` lower: the model errs on the side of keeping noise).
+    The black surround stays black.
+
+    Ceiling: 4 stops (16x) at the hot spot: by :math:`1/d^2` the nearest wall at a quarter of the metered
+    working distance (e.g. 5 mm against 20 mm), about the near end of the scope's depth of field
+    (3-5 mm); closer, the view is a defocused red-out, not an over-exposed image. A local hot spot
+    within it cannot always reach the deeper levels: they are then reported with reason ``ceiling``.
 
     Parameters
     ----------
     image : numpy.ndarray
         RGB ``(H, W, 3)`` or grey ``(H, W)``, ``uint8``/``uint16``.
     strength : float
-        Overexposure :math:`s` in stops (EV) at the least exposed tissue scale, ``[0, 8]``.
+        Over-exposure :math:`s` in stops (EV) at the hot spot, ``[0, 8]``; ceiling 4.
     rng : numpy.random.Generator
-        Source of the near-tissue bump.
+        Source of the hot spot's position, size and stretch and of the exposure control's lag.
 
     Returns
     -------
@@ -319,14 +378,28 @@ def endo_overexposure(image: np.ndarray, strength: float, rng: np.random.Generat
     x = _channels(to_float(image))
     h, w = x.shape[:2]
     side = min(h, w)
-    centre = rng.uniform(0.25, 0.75, 2) * np.array([h, w])
-    width = rng.uniform(0.2, 0.45) * side
+    fov = field_of_view(x)
+    oy, ox, big_r = _fov_geometry(fov)
+    phi = rng.uniform(0.0, 2.0 * np.pi)
+    off = rng.uniform(0.35, 0.75) * big_r
+    size = rng.uniform(0.3, 0.55) * big_r
+    stretch = rng.uniform(1.0, 1.8)
+    lag = rng.uniform(0.0, 0.2)
+    u = np.array([np.sin(phi), np.cos(phi)])
+    cy, cx = oy + off * u[0], ox + off * u[1]
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
-    bump = np.exp(-((yy - centre[0]) ** 2 + (xx - centre[1]) ** 2) / (2.0 * width**2))
-    ev = strength * (0.35 + 0.65 * bump)
-    lin = x**GAMMA * (2.0**ev)[..., None]
-    excess = np.maximum(lin - 1.0, 0.0)
-    spill = ndi.gaussian_filter(excess, sigma=(0.02 * side, 0.02 * side, 0.0))
-    lin = np.minimum(lin + 0.5 * spill, 1.0)
-    out = lin ** (1.0 / GAMMA)
+    along = (yy - cy) * u[0] + (xx - cx) * u[1]
+    across = -(yy - cy) * u[1] + (xx - cx) * u[0]
+    q = (along / (stretch * size)) ** 2 + (across / size) ** 2
+    gain = np.maximum(2.0**strength * (1.0 + q) ** -1.5, 1.0)
+    lin = x**GAMMA
+    lum = lin.mean(axis=2)
+    inside = fov > 0.5
+    if inside.sum() < 16:
+        inside = np.ones_like(inside)
+    metered = float(sensor_response(lum * gain)[inside].mean()) / max(float(lum[inside].mean()), 1e-9)
+    sig = lin * (gain * max(metered, 1.0) ** -lag)[..., None]
+    excess = np.maximum(sig - FULL_WELL, 0.0)
+    sig = np.minimum(sig + 0.5 * ndi.gaussian_filter(excess, sigma=(0.02 * side, 0.02 * side, 0.0)), FULL_WELL)
+    out = sensor_response(sig) ** (1.0 / GAMMA)
     return from_float(out.reshape(image.shape), image.dtype)
