@@ -73,9 +73,11 @@ def fundus_haze(
     The veil's light carries shot noise, so the noise level inside the field is kept at the clean
     image's (:func:`~medfm_hf.perturbations._common.keep_quantum_noise`): the levels come from lost
     contrast, not from a denoised flat veil. Opacity :math:`\beta` is reported as the occluder's opacity
-    (``target_visible_fraction``). Ceiling :math:`s = 2` (:math:`\beta \le 0.86`: at least 14 % of the
-    retina's contrast is left; a denser cataract is not photographed, it is operated on), so the deep
-    levels can be out of reach.
+    (``target_visible_fraction``).
+
+    Ceiling: :math:`s = 2`, opacity :math:`\beta \le 1 - e^{-2} = 0.86` (at least 14 % of the retina's
+    contrast left): denser cataracts are not photographed, they are operated on. The deep levels can be
+    out of reach (reason ``ceiling``).
 
     Parameters
     ----------
