@@ -51,6 +51,12 @@ def smooth_field(rng: np.random.Generator, shape: tuple[int, int], sigma: float)
     modalities=("endoscopy",),
     strength_range=(0.0, 20.0),
     description="specular highlights on wet mucosa (dichromatic reflection, co-located light)",
+    ceiling=10.0, ceiling_note=(
+        "k_s = s/10 <= 1: the glint's peak adds the full display range, so crest glints clip to white as "
+        "real highlights do; energy conservation bounds a lobe of shininess p at R0 (p + 2) / (2 rho_d) <= ~3x "
+        "the diffuse radiance (Fresnel R0 = 0.02 for a water film, mucosal albedo rho_d >= 0.2, p <= 60), "
+        "k_s = 1 is ~6x on tissue at 40 % display: a larger gain would only widen clipped cores into "
+        "highlights larger than the mucus film reflects"),
 )
 def endo_specular(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
     r"""Specular highlights on wet mucosa.
@@ -78,12 +84,25 @@ def endo_specular(image: np.ndarray, strength: float, rng: np.random.Generator) 
     white) light colour and :math:`F` the field of view. Raising :math:`k_s` saturates a growing part
     of each highlight.
 
+    **Reach.** The glints stay small: at the ceiling about 4 % of the field of view is lit by more than
+    20 grey levels and under 1 % is saturated (demo frames, 256 px), so SSIM stops near 0.93: level 1
+    is reached, the deeper levels are not (reason ``ceiling``). More or larger glints would bring back
+    the saturated web this model replaced.
+
+    Ceiling: :math:`s = 10` (:math:`k_s = 1`): the glint's peak adds the full display range, so crest
+    glints clip to white as real highlights do (Arnold et al. 2010). Energy conservation bounds the peak
+    of a lobe of shininess :math:`p` at :math:`R_0 (p + 2) / (2 \rho_d) \lesssim 3` times the diffuse
+    radiance (Fresnel :math:`R_0 = 0.02` for a water film, :math:`n = 1.33`; mucosal albedo
+    :math:`\rho_d \ge 0.2`; :math:`p \le 60`), and :math:`k_s = 1` is already about 6 times it on tissue
+    at 40 % of the display range (the true lobe is sharper than the pixel-scale one); a larger gain would
+    only widen clipped cores into highlights larger than the mucus film reflects.
+
     Parameters
     ----------
     image : numpy.ndarray
         RGB ``(H, W, 3)`` or grey ``(H, W)``, ``uint8``/``uint16``.
     strength : float
-        Specular gain :math:`s`, ``[0, 20]`` (:math:`k_s = s/10`).
+        Specular gain :math:`s`, ``[0, 20]`` (:math:`k_s = s/10`); ceiling 10.
     rng : numpy.random.Generator
         Source of the height field and the shininess.
 
@@ -117,6 +136,10 @@ def endo_specular(image: np.ndarray, strength: float, rng: np.random.Generator) 
     strength_range=(0.0, 1.0),
     description="air bubbles in the lumen fluid: refraction (minification) inside, dark rim, highlight",
     geometric=True,
+    ceiling=1.0, ceiling_note=(
+        "the range top, s = 1: 16-30 bubbles of radius 6-24 % of the side, a froth over the whole field; "
+        "such froth is common without defoaming premedication (simethicone) and in capsule endoscopy, where "
+        "cleanliness scales grade frames by the share of the mucosa hidden by bubbles, up to all of it"),
 )
 def endo_bubbles(
     image: np.ndarray, strength: float, rng: np.random.Generator, mask: np.ndarray | None = None
@@ -143,8 +166,14 @@ def endo_bubbles(
 
     **Reach.** The demo mucosa is smooth and low-contrast, so what refraction does inside the bubbles
     is nearly invisible to SSIM; only rims and glints count, and the black surround of the scope image
-    (about 28 % of the frame) never changes. A froth covering the whole field stops at SSIM 0.61-0.70:
-    measured in band on the demo test images L1-L4 100 %, L5 17 % (seed 0) / 0 % (seed 1).
+    (about 28 % of the frame) never changes. Measured on the demo test images (seed 0): in band at all
+    five levels, level 5 at :math:`s` = 0.68-1 (SSIM 0.51-0.55), so a draw of fewer or smaller bubbles
+    can stop short of level 5 at the ceiling.
+
+    Ceiling: the range top, :math:`s = 1`: 16-30 bubbles of radius 6-24 % of the side, a froth over the
+    whole field. Such froth is common without defoaming premedication (simethicone) and in capsule
+    endoscopy, where cleanliness scales grade frames by the share of the mucosa hidden by bubbles, up to
+    all of it; the strength is relative to the frame, so the ceiling does not depend on the resolution.
 
     Parameters
     ----------
@@ -222,6 +251,10 @@ def endo_bubbles(
     strength_range=(0.0, 1.0),
     description="blood film occluding the mucosa (Beer-Lambert absorption by haemoglobin)",
     side_effects=("smoothing",), side_effect_note="blood covers the mucosa's texture",
+    ceiling=1.0, ceiling_note=(
+        "the range top, s = 1: blood over 97 % of the field, at most beta (q97 - min phi) ~ 9-17 green "
+        "absorption lengths thick, i.e. under 1 mm of whole blood (mu_a ~ 285 /cm at 540 nm, Prahl 1999): "
+        "the red-out of active bleeding, when fresh blood fills the view"),
 )
 def endo_blood(image: np.ndarray, strength: float, rng: np.random.Generator, occlusion: list | None = None) -> np.ndarray:
     r"""Blood covering the mucosa.
@@ -243,6 +276,11 @@ def endo_blood(image: np.ndarray, strength: float, rng: np.random.Generator, occ
     .. math:: T_c = e^{-2 \mu_c t}, \qquad I_c' = I_c T_c + r_{b,c}(1 - T_c)
 
     inside the field of view. Grey input uses :math:`\mu = 0.6`, :math:`r_b = 0.12`.
+
+    Ceiling: the range top, :math:`s = 1`: blood over 97 % of the field, at most
+    :math:`\beta(q_{0.97} - \min\phi) \approx` 9-17 green absorption lengths thick, i.e. under 1 mm of
+    whole blood (:math:`\mu_a \approx 285` /cm at 540 nm for 150 g/l haemoglobin, Prahl 1999): the
+    "red-out" of active bleeding, when fresh blood fills the view.
 
     Parameters
     ----------
@@ -277,39 +315,101 @@ def endo_blood(image: np.ndarray, strength: float, rng: np.random.Generator, occ
     return from_float(out.reshape(image.shape), image.dtype)
 
 
+KNEE = 0.7
+"""Linear signal (in units of the display white) above which the camera's highlight knee rolls off."""
+
+FULL_WELL = 1.5
+"""Sensor full well in units of the display white: the knee reaches the top code there; charge beyond it blooms."""
+
+
+def sensor_response(s: np.ndarray) -> np.ndarray:
+    """Camera response in linear light: identity below :data:`KNEE`, a smooth ``tanh`` roll-off above it.
+
+    ``s`` is the linear signal in units of the display white. The curve has slope 1 at the knee and tends
+    to 1; at the full well (:data:`FULL_WELL`, 1.5) it is within 0.3 % of 1, the top code of 8 bits.
+    """
+    k = KNEE
+    return np.where(s <= k, s, k + (1.0 - k) * np.tanh((np.maximum(s, k) - k) / (1.0 - k)))
+
+
+def _fov_geometry(fov: np.ndarray) -> tuple[float, float, float]:
+    """Centre (row, column) and equivalent radius in pixels of a soft field-of-view map."""
+    m = fov > 0.5
+    if m.sum() < 16:
+        m = np.ones_like(m)
+    rows, cols = np.nonzero(m)
+    return float(rows.mean()), float(cols.mean()), float(np.sqrt(m.sum() / np.pi))
+
+
 @register_perturbation(
     "endo_overexposure",
     modalities=("endoscopy",),
     strength_range=(0.0, 8.0),
-    description="overexposure: sensor saturation with blooming where tissue is close to the light",
+    description="local overexposure: the wall nearest the tip blooms toward the sensor's full well (inverse-square hot spot)",
     side_effects=("saturated",), side_effect_note="blooming to the sensor's full well is the artifact",
-    ceiling=4.0, ceiling_note="exposure error <= 4 stops: the tip against the wall with the automatic exposure lagging", pending=("affine",), pending_note="the broad exposure bump is close to a global gain: an affine map explains most of the SSIM loss on some frames; blooming needs to be made local",
+    ceiling=4.0, ceiling_note=(
+        "4 stops (16x) at the hot spot: by 1/d^2 the nearest wall at a quarter of the metered working "
+        "distance (e.g. 5 mm against 20 mm), about the near end of the scope's depth of field (3-5 mm); "
+        "closer, the view is a defocused red-out, not an over-exposed image"),
 )
 def endo_overexposure(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
-    r"""Overexposure with saturated blooming.
+    r"""Local overexposure of the wall nearest the tip: a hot spot through the knee into blooming.
 
-    **Physics.** The irradiance from the light guides falls as :math:`1/d^2`; when the tip comes close
-    to the wall, or automatic exposure lags, the near tissue is overexposed. Pixels beyond the sensor's
-    full-well capacity saturate and the excess charge spills into neighbouring pixels (blooming), so
-    white patches grow with soft halos (Janesick 2001; "saturation" class, Ali et al. 2020).
+    **Physics.** The light guides sit next to the lens, so the mucosa is lit as :math:`\cos\theta/d^2`
+    by its distance :math:`d` to the tip. The automatic exposure meters the whole frame, mostly tissue
+    at the working distance :math:`D`; when the tip comes close to one part of the wall (a fold, the wall
+    of a bend: usually off-centre, facing the light) that part is lit :math:`(D/d)^2` times more than
+    the rest. It is over-exposed locally: the camera's highlight knee compresses it, pixels at the
+    sensor's full well saturate and the excess charge spills into the neighbours (blooming), so a white
+    patch with a soft halo grows while the rest of the frame keeps its exposure, or loses a little as
+    the exposure control catches up (Janesick 2001; "saturation" class, Ali et al. 2020).
 
-    **Model.** In linear irradiance :math:`L = I^{\gamma}` (:math:`\gamma = 2.2`) the exposure error in
-    stops is :math:`\mathrm{EV}(x) = s\,(0.35 + 0.65\, b(x))`, with :math:`b` a Gaussian bump (the
-    tissue nearest to the tip; centre and width 20-45 % of the side from ``rng``). Then
+    **Model.** The hot spot -- the wall point nearest the tip -- is at :math:`c`, off the centre
+    :math:`o` of the field of view (radius :math:`R`): :math:`|c - o| \in [0.35, 0.75]\,R` in a direction
+    :math:`u` (``rng``). The near wall faces the tip at distance :math:`d_n`; a wall point seen at the
+    angle :math:`\theta` from :math:`c` is at :math:`d_n/\cos\theta` and lit at
+    :math:`\cos\theta/d^2 \propto \cos^3\theta`. Endoscope optics are wide-angle and close to
+    :math:`f\theta` (barrel distortion), so :math:`\theta = \rho / f` with the image distance
 
-    .. math:: L' = L\,2^{\mathrm{EV}},\quad E = \max(L' - 1, 0),\quad
-              L'' = \min\big(L' + \eta\, (E * g_{\sigma_b}), 1\big),\quad I' = L''^{1/\gamma}
+    .. math:: \rho(x) = \sqrt{\big((x - c)\cdot u / e\big)^2 + \big((x - c)\times u\big)^2},
 
-    with spill fraction :math:`\eta = 0.5` and blooming spread :math:`\sigma_b` = 2 % of the side.
+    the focal length :math:`f = R/\theta_{max}` for a scope of :math:`2\theta_{max}` = 120-170 degrees,
+    and a stretch :math:`e \in [1, 1.5]` along :math:`u` for a wall seen obliquely (both from ``rng``).
+    With :math:`s` stops of over-exposure at the spot (:math:`2^s = (D/d_n)^2`), and tissue never lit
+    less than at the working distance (where the near wall ends, the rest of the scene takes over at its
+    normal exposure), the exposure gain is
+
+    .. math:: G(x) = \max\big(2^{s}\cos^3\min(\rho/f, \pi/2),\ 1\big):
+
+    an inverse-square hot spot, 1 (unchanged) beyond it. The exposure control has caught up with a
+    fraction :math:`\lambda \in [0, 0.2]` (``rng``) of the rise in the metered mean:
+    :math:`a = \bar G^{-\lambda}`, :math:`\bar G` the field's mean camera output over its clean mean.
+    In linear light :math:`L = I^{\gamma}` (:math:`\gamma = 2.2`, display white 1),
+
+    .. math:: S = a\,G\,L,\quad E = \max(S - W, 0),\quad
+              S' = \min\big(S + \eta\,(E * g_{\sigma_b}),\ W\big),\quad I' = r(S')^{1/\gamma},
+
+    with the full well :math:`W = 1.5`, spill fraction :math:`\eta = 0.5`, blooming spread
+    :math:`\sigma_b` = 2 % of the side, and :math:`r` the camera response (:func:`sensor_response`):
+    linear up to the knee at 0.7, then a :math:`\tanh` roll-off that reaches the top code at the full
+    well; the spill stays inside the field of view. The clean image's noise is scaled with its signal
+    (with :math:`G` times more photons its relative shot noise would be :math:`\sqrt{G}` lower: the
+    model errs on the side of keeping noise). The black surround stays black.
+
+    Ceiling: 4 stops (16x) at the hot spot: by :math:`1/d^2` the nearest wall at a quarter of the metered
+    working distance (e.g. 5 mm against 20 mm), about the near end of the scope's depth of field
+    (3-5 mm); closer, the view is a defocused red-out, not an over-exposed image. A local hot spot
+    within it cannot always reach the deeper levels: they are then reported with reason ``ceiling``.
 
     Parameters
     ----------
     image : numpy.ndarray
         RGB ``(H, W, 3)`` or grey ``(H, W)``, ``uint8``/``uint16``.
     strength : float
-        Overexposure :math:`s` in stops (EV) at the least exposed tissue scale, ``[0, 8]``.
+        Over-exposure :math:`s` in stops (EV) at the hot spot, ``[0, 8]``; ceiling 4.
     rng : numpy.random.Generator
-        Source of the near-tissue bump.
+        Source of the hot spot's position, the optics' field angle, the stretch and the exposure
+        control's lag.
 
     Returns
     -------
@@ -319,14 +419,30 @@ def endo_overexposure(image: np.ndarray, strength: float, rng: np.random.Generat
     x = _channels(to_float(image))
     h, w = x.shape[:2]
     side = min(h, w)
-    centre = rng.uniform(0.25, 0.75, 2) * np.array([h, w])
-    width = rng.uniform(0.2, 0.45) * side
+    fov = field_of_view(x)
+    oy, ox, big_r = _fov_geometry(fov)
+    phi = rng.uniform(0.0, 2.0 * np.pi)
+    off = rng.uniform(0.35, 0.75) * big_r
+    focal = big_r / np.deg2rad(rng.uniform(60.0, 85.0))  # f-theta optics of a 120-170 degree scope
+    stretch = rng.uniform(1.0, 1.5)
+    lag = rng.uniform(0.0, 0.2)
+    u = np.array([np.sin(phi), np.cos(phi)])
+    cy, cx = oy + off * u[0], ox + off * u[1]
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
-    bump = np.exp(-((yy - centre[0]) ** 2 + (xx - centre[1]) ** 2) / (2.0 * width**2))
-    ev = strength * (0.35 + 0.65 * bump)
-    lin = x**GAMMA * (2.0**ev)[..., None]
-    excess = np.maximum(lin - 1.0, 0.0)
-    spill = ndi.gaussian_filter(excess, sigma=(0.02 * side, 0.02 * side, 0.0))
-    lin = np.minimum(lin + 0.5 * spill, 1.0)
-    out = lin ** (1.0 / GAMMA)
+    along = (yy - cy) * u[0] + (xx - cx) * u[1]
+    across = -(yy - cy) * u[1] + (xx - cx) * u[0]
+    theta = np.minimum(np.hypot(along / stretch, across) / focal, np.pi / 2)
+    gain = np.maximum(2.0**strength * np.cos(theta) ** 3, 1.0)
+    lin = x**GAMMA
+    lum = lin.mean(axis=2)
+    inside = fov > 0.5
+    if inside.sum() < 16:
+        inside = np.ones_like(inside)
+    metered = float(sensor_response(lum * gain)[inside].mean()) / max(float(lum[inside].mean()), 1e-9)
+    exposure = 1.0 + (gain * max(metered, 1.0) ** -lag - 1.0) * fov  # the black surround stays black
+    sig = lin * exposure[..., None]
+    excess = np.maximum(sig - FULL_WELL, 0.0)
+    spill = 0.5 * ndi.gaussian_filter(excess, sigma=(0.02 * side, 0.02 * side, 0.0)) * fov[..., None]
+    sig = np.minimum(sig + spill, FULL_WELL)
+    out = sensor_response(sig) ** (1.0 / GAMMA)
     return from_float(out.reshape(image.shape), image.dtype)

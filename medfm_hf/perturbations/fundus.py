@@ -73,9 +73,11 @@ def fundus_haze(
     The veil's light carries shot noise, so the noise level inside the field is kept at the clean
     image's (:func:`~medfm_hf.perturbations._common.keep_quantum_noise`): the levels come from lost
     contrast, not from a denoised flat veil. Opacity :math:`\beta` is reported as the occluder's opacity
-    (``target_visible_fraction``). Ceiling :math:`s = 2` (:math:`\beta \le 0.86`: at least 14 % of the
-    retina's contrast is left; a denser cataract is not photographed, it is operated on), so the deep
-    levels can be out of reach.
+    (``target_visible_fraction``).
+
+    Ceiling: :math:`s = 2`, opacity :math:`\beta \le 1 - e^{-2} = 0.86` (at least 14 % of the retina's
+    contrast left): denser cataracts are not photographed, they are operated on. The deep levels can be
+    out of reach (reason ``ceiling``).
 
     Parameters
     ----------
@@ -120,42 +122,60 @@ def fundus_haze(
     return from_float(out.reshape(image.shape), image.dtype)
 
 
+def _disc_geometry(field: np.ndarray) -> tuple[float, float, float]:
+    """Centre (row, column) and equivalent radius in pixels of the camera's field (a soft map)."""
+    m = field > 0.5
+    if m.sum() < 16:
+        m = np.ones_like(m)
+    rows, cols = np.nonzero(m)
+    return float(rows.mean()), float(cols.mean()), float(np.sqrt(m.sum() / np.pi))
+
+
 @register_perturbation(
     "fundus_illumination",
     modalities=("fundus",),
     strength_range=(0.0, 8.0),
-    description="uneven illumination: smooth multiplicative luminosity/contrast drift across the field",
-    ceiling=3.0, ceiling_note="illumination loss <= 3 stops: a small, decentred pupil leaves the periphery ~8x darker",
+    description="uneven illumination: a decentred or small pupil shadows a crescent of the field and dims its periphery",
+    ceiling=3.0, ceiling_note="illumination loss <= 3 stops: a small, decentred pupil leaves the shadowed periphery ~8x darker; darker, the image is rejected and retaken",
     side_effects=("smoothing",), side_effect_note="dimmed parts carry fewer photons: the noise variance falls as the gain (shot noise), the relative noise rises",
-    pending=("affine",),
-    pending_note="on evenly lit fundi the fall-off is close to a global gain: an affine map explains most of the SSIM loss on some images; the misalignment gradient should dominate",
 )
 def fundus_illumination(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
-    r"""Uneven illumination of the fundus.
+    r"""Uneven illumination of the fundus from a small or decentred pupil.
 
-    **Physics.** The fundus is lit through the pupil by an annulus of light; a small or decentred pupil,
-    camera misalignment and the curvature of the eye leave one side or the periphery darker, a bright
-    crescent on the other, and smooth luminosity and contrast drifts across the field (Foracchia et al.
-    2005 model the observed image as :math:`I = C(x)\,I_0 + L(x)` with slowly varying :math:`C, L`).
+    **Physics.** The fundus camera lights the retina through the pupil with an annulus of light and
+    images it through the annulus' centre. If the pupil is small or the camera is decentred, the iris
+    clips part of the annulus: the retina on one side of the field gets less light, a dark crescent
+    with a soft (out-of-focus) edge, and the periphery is dimmed more than the centre. Foracchia et al.
+    (2005) model the observed image as :math:`I = C(x)\,I_0 + L(x)` with slowly varying :math:`C, L`.
 
-    **Model.** A smooth log-illumination field in the field of view,
+    **Model.** The light reaching the retina is a disc displaced from the field's centre :math:`o`
+    (radius :math:`R`) by :math:`\delta\,u` (:math:`\delta \in [0.4, 0.9]\,R`, direction :math:`u`) with
+    radius :math:`\rho R` (:math:`\rho \in [0.8, 1.1]`); the retina outside it is in the iris' shadow,
+    with an edge of width :math:`w \in [0.12, 0.25]\,R`:
 
-    .. math:: \psi(x) = g\cdot\frac{x - c}{R} - r_v\frac{|x - c|^2}{R^2} + 0.5\,\phi(x),
-              \qquad \psi \leftarrow \frac{\psi - \mathrm{med}\,\psi}{\max|\psi - \mathrm{med}\,\psi|},
+    .. math:: c(x) = \sigma\Big(\frac{|x - o + \delta u| - \rho R}{w}\Big)
 
-    with a misalignment gradient :math:`g` (direction and size from ``rng``), a radial fall-off
-    :math:`r_v` (``rng``) and a smooth random field :math:`\phi` (correlation length 20 % of the side,
-    ``rng``). The illumination is :math:`C(x) = 2^{-s\,(1 - \psi(x))/2}` (:math:`s` in stops): the best-lit
-    point keeps its exposure (the flash is set for it) and the rest of the field is dimmed by up to
-    :math:`s` stops,
+    (:math:`\sigma` the logistic function): a crescent on the side :math:`u`. The small pupil also
+    vignettes the periphery, :math:`v(x) = |x - o|^2 / R^2`, and a smooth random field :math:`\phi`
+    (correlation length 20 % of the side) adds the eye's own unevenness; all from ``rng``. The loss map
+
+    .. math:: \psi = 0.6\,c + 0.4\,r_v v + 0.05\,\phi, \qquad
+              D = \frac{\psi - \min_F \psi}{\max_F \psi - \min_F \psi} \in [0, 1]
+
+    (:math:`r_v \in [0.5, 1]`, min and max over the field :math:`F`) gives the illumination
+    :math:`C(x) = 2^{-s\,D(x)}` (:math:`s` in stops): the best-lit point keeps its exposure (the flash is
+    set for it), the darkest point of the crescent loses :math:`s` stops, and
 
     .. math:: I' = C(x)\, I.
 
-    The black outside the field stays black (multiplicative) and nothing is pushed into saturation (the
-    earlier model reached its levels by saturating 20 % of the field). Fewer photons reach the dimmed
-    parts: their shot noise falls only as :math:`\sqrt{C}` while the signal falls as :math:`C`
-    (:func:`~medfm_hf.perturbations._common.shot_noise`). Ceiling: 3 stops (a small,
-    decentred pupil leaves the periphery about 8x darker); deeper levels can be out of reach.
+    The crescent dominates the loss, so the change is not a global gain (an affine map of the
+    intensities explains little of it). The black outside the field stays black (multiplicative) and
+    nothing is pushed into saturation. Fewer photons reach the dimmed parts: their shot noise falls only
+    as :math:`\sqrt{C}` while the signal falls as :math:`C`
+    (:func:`~medfm_hf.perturbations._common.shot_noise`).
+
+    Ceiling: 3 stops: a small, decentred pupil leaves the shadowed periphery about 8x darker; darker,
+    the image is rejected and retaken. The deeper levels can be out of reach (reason ``ceiling``).
 
     Parameters
     ----------
@@ -164,7 +184,8 @@ def fundus_illumination(image: np.ndarray, strength: float, rng: np.random.Gener
     strength : float
         Peak illumination loss :math:`s` in stops (factor :math:`2^{-s}`), ``[0, 8]``; ceiling 3.
     rng : numpy.random.Generator
-        Source of the gradient, fall-off and smooth field.
+        Source of the crescent (offset, direction, radius, edge), the fall-off, the smooth field and the
+        noise field.
 
     Returns
     -------
@@ -175,21 +196,27 @@ def fundus_illumination(image: np.ndarray, strength: float, rng: np.random.Gener
     h, w = x.shape[:2]
     side = min(h, w)
     theta = rng.uniform(0.0, 2.0 * np.pi)
-    g = rng.uniform(0.6, 1.2)
-    r_v = rng.uniform(0.2, 0.8)
+    delta = rng.uniform(0.4, 0.9)
+    rho = rng.uniform(0.8, 1.1)
+    edge = rng.uniform(0.12, 0.25)
+    r_v = rng.uniform(0.5, 1.0)
     phi = _smooth_field(rng, (h, w), 0.2 * side)
     z = rng.standard_normal((h, w))
+    field = fundus_field(x)
+    oy, ox, big_r = _disc_geometry(field)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
-    cy, cx = (h - 1) / 2, (w - 1) / 2
-    big_r = side / 2
-    psi = g * ((yy - cy) * np.sin(theta) + (xx - cx) * np.cos(theta)) / big_r
-    psi = psi - r_v * ((yy - cy) ** 2 + (xx - cx) ** 2) / big_r**2 + 0.5 * phi
-    psi = psi - np.median(psi)
-    psi = psi / max(float(np.abs(psi).max()), 1e-12)
+    uy, ux = np.sin(theta), np.cos(theta)
+    lit_r = np.hypot(yy - oy + delta * big_r * uy, xx - ox + delta * big_r * ux)
+    crescent = 1.0 / (1.0 + np.exp(-(lit_r - rho * big_r) / (edge * big_r)))
+    vignette = ((yy - oy) ** 2 + (xx - ox) ** 2) / big_r**2
+    psi = 0.6 * crescent + 0.4 * r_v * vignette + 0.05 * phi
+    inside = field > 0.5
+    region = inside if inside.sum() > 16 else np.ones_like(inside)
+    lo, hi = float(psi[region].min()), float(psi[region].max())
+    loss = np.clip((psi - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
     # the flash is set so the best-lit part of the field is exposed right: the error only dims
-    gain = 2.0 ** (-strength * (1.0 - psi) / 2.0)
+    gain = 2.0 ** (-strength * loss)
     out = x * gain[..., None]
-    inside = fundus_field(x) > 0.5
     if inside.sum() > 16:  # fewer photons: the relative shot noise grows
         out = np.stack([shot_noise(x[..., c], out[..., c], gain, z, inside) for c in range(x.shape[2])], axis=2)
     return from_float(out.reshape(image.shape), image.dtype)
