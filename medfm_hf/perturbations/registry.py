@@ -106,7 +106,7 @@ class Perturbation:
 
     @property
     def max_strength(self) -> float:
-        """The strongest strength the calibrator may use: the physical ceiling (or the range's top)."""
+        """The strongest strength the calibrator may use: the declared physical ceiling."""
         top = self.strength_range[1]
         return top if self.ceiling is None else min(top, float(self.ceiling))
 
@@ -227,11 +227,13 @@ def register_perturbation(
 ) -> Callable[[Callable], Callable]:
     """Decorator that registers a perturbation function (see the module docstring for the contract).
 
-    ``ceiling`` is the strongest physically plausible strength (``ceiling_note`` says why; default: the
-    top of ``strength_range``, whose own reason the docstring gives); the calibrator never exceeds it.
+    ``ceiling`` (required) is the strongest physically plausible strength and ``ceiling_note`` (required)
+    says why, with a citation or the physical reasoning; the function's docstring repeats it in a
+    paragraph beginning ``Ceiling:``. The calibrator never exceeds it.
     ``side_effects`` declares which of :data:`SIDE_EFFECTS` are the artifact itself (with a note);
     ``pending`` lists side effects that are *defects* of the current model, not the artifact, still to be
-    fixed (the property test checks they still occur, so the list cannot go stale; the audit lists them).
+    fixed (the property test allows them; ``benchmarks/physics_audit.py`` lists each with the number of
+    cells where it still occurs, so a fixed defect shows as "seen on 0 cells").
     The function may take keyword arguments ``fov``, ``window``, ``occlusion`` (a list to which it
     appends its opacity map) and ``mask`` (then it returns ``(image, mask)``).
     """
@@ -243,6 +245,14 @@ def register_perturbation(
         if bad:
             raise ValueError(f"perturbation {name!r}: unknown modalities {bad}")
         family = fn.__module__.rsplit(".", 1)[-1]
+        if ceiling is None:
+            raise ValueError(f"perturbation {name!r}: declare its physical ceiling (ceiling=..., the strongest "
+                             "physically plausible strength, and ceiling_note=..., why)")
+        if not ceiling_note.strip():
+            raise ValueError(f"perturbation {name!r}: ceiling_note must say why {ceiling:g} is the physical ceiling")
+        if not strength_range[0] < ceiling <= strength_range[1]:
+            raise ValueError(f"perturbation {name!r}: ceiling {ceiling:g} must lie inside its strength range "
+                             f"({strength_range[0]:g}, {strength_range[1]:g}]")
         bad_fx = [e for e in (*side_effects, *pending) if e not in SIDE_EFFECTS]
         if bad_fx:
             raise ValueError(f"perturbation {name!r}: unknown side effects {bad_fx}; use {SIDE_EFFECTS}")

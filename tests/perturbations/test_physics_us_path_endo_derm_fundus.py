@@ -237,20 +237,6 @@ def test_endo_specular_misses_beyond_its_ceiling_as_ceiling():
     assert not res[1].in_band and res[1].reason == "ceiling" and res[1].strength <= p.max_strength
 
 
-@pytest.mark.parametrize("name", ["endo_specular", "endo_bubbles", "endo_blood", "endo_overexposure",
-                                  "fundus_haze", "fundus_illumination"])
-def test_ceiling_is_declared_and_in_the_docstring(name):
-    import re
-
-    p = get_perturbation(name)
-    assert p.ceiling is not None and p.ceiling_note, name
-    assert p.strength_range[0] < p.ceiling <= p.strength_range[1]
-    doc = p.fn.__doc__
-    m = re.search(r"^\s*Ceiling:(.*?)(?:\n\s*\n)", doc, re.M | re.S)
-    assert m, f"{name}: no 'Ceiling:' paragraph in the docstring"
-    assert re.search(rf"(?<![\d.]){p.ceiling:g}(?![\d.])", m.group(1)), (name, p.ceiling, m.group(1))
-
-
 def test_endo_bubbles_refract_only_inside_the_bubbles():
     """Outside the bubbles nothing moves: the mask changes only where the image changes."""
     img = modality_image("endoscopy", True)
