@@ -170,8 +170,19 @@ def render(rows: list[dict], names: list[str], seconds: float, argv: list[str], 
                           f"{get_perturbation(n).max_strength:g}", get_perturbation(n).ceiling_note or "-"]
                          for n in names]))
     lines += ["", "## Declared side effects (the artifact itself)", ""]
-    lines += [f"- `{n}` ({', '.join(sorted(get_perturbation(n).side_effects))}): {get_perturbation(n).side_effect_note}"
-              for n in names if get_perturbation(n).side_effects]
+    for n in names:
+        p = get_perturbation(n)
+        if not p.side_effects:
+            continue
+        hits = Counter(e for r in by_p.get(n, []) for e in r["declared_hit"])
+        seen = ", ".join(f"{e} on {hits[e]}" for e in sorted(p.side_effects))
+        lines.append(f"- `{n}` ({', '.join(sorted(p.side_effects))}): {p.side_effect_note} -- beyond the limit on "
+                     f"{seen} of {len(by_p.get(n, []))} cells here.")
+    unseen = [f"`{n}` {e}" for n in names for e in sorted(get_perturbation(n).side_effects)
+              if by_p.get(n) and not any(e in r["declared_hit"] for r in by_p[n])]
+    lines += ["", "Declared but not beyond its limit on any cell of this set (seen on the 96 px images of the "
+              "property test, or on other images: a declaration that never fires anywhere is removed): "
+              + (", ".join(unseen) or "none") + "."]
     lines += ["", "## Pending defects (not the artifact; still to fix)", ""]
     pend = [n for n in names if get_perturbation(n).pending]
     for n in pend:

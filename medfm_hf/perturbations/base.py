@@ -188,7 +188,6 @@ def gaussian_noise(image: np.ndarray, strength: float, rng: np.random.Generator)
     "salt_pepper", modalities=ALL, strength_range=(0.0, 0.6),
     description="impulse noise: a fraction of pixels set to black or white",
     ceiling=0.05, ceiling_note=_IMPULSE_NOTE,
-    side_effects=("saturated", "zeroed"), side_effect_note="impulse noise is black and white pixels",
 )
 def salt_pepper(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
     """Impulse (salt-and-pepper) noise from dead/hot detector elements or transmission bit errors.
@@ -237,7 +236,7 @@ def speckle_noise(image: np.ndarray, strength: float, rng: np.random.Generator) 
     "gaussian_blur", modalities=ALL, strength_range=(0.0, 64.0),
     description="Gaussian point-spread function, sigma in pixels",
     ceiling=8.0, ceiling_note=_GAUSS_BLUR_NOTE,
-    side_effects=("smoothing", "affine"), side_effect_note="a blur removes fine structure and noise; at the smoothing floor it tends to the flat mean image, which a constant reproduces",
+    side_effects=("smoothing",), side_effect_note="a blur removes fine structure and noise",
 )
 def gaussian_blur(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
     """Blur by a Gaussian point-spread function of standard deviation ``strength`` pixels.
@@ -288,7 +287,7 @@ def motion_kernel(length: float, angle_deg: float) -> np.ndarray:
     "motion_blur", modalities=ALL, strength_range=(0.0, 512.0),
     description="linear motion PSF at a seeded angle, length in pixels",
     ceiling=32.0, ceiling_note=_MOTION_NOTE,
-    side_effects=("smoothing", "affine"), side_effect_note="a blur removes fine structure and noise; at the smoothing floor it tends to the flat mean image, which a constant reproduces",
+    side_effects=("smoothing",), side_effect_note="a blur removes fine structure and noise",
 )
 def motion_blur(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
     """Blur by uniform linear motion during the exposure (patient or camera motion).
@@ -323,7 +322,7 @@ def disk_kernel(radius: float) -> np.ndarray:
     "defocus_blur", modalities=ALL, strength_range=(0.0, 128.0),
     description="disk (defocus) PSF, radius in pixels",
     ceiling=16.0, ceiling_note=_DEFOCUS_NOTE,
-    side_effects=("smoothing", "affine"), side_effect_note="a blur removes fine structure and noise; at the smoothing floor it tends to the flat mean image, which a constant reproduces",
+    side_effects=("smoothing", "affine"), side_effect_note="a blur removes fine structure and noise; a wide disk over a smooth frame leaves little but the local mean, which an affine map of the clean image approximates",
 )
 def defocus_blur(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
     """Blur by an out-of-focus lens: the geometric-optics PSF is a uniform disk of radius ``strength``.
@@ -390,8 +389,8 @@ def _jpeg8(image8: np.ndarray, quality: float) -> np.ndarray:
     "jpeg", modalities=ALL, strength_range=(0.0, 99.0),
     description="JPEG round trip at quality 100 - strength (real-valued IJG table scaling)",
     ceiling=90.0, ceiling_note=_JPEG_NOTE,
-    side_effects=("smoothing", "zeroed", "saturated"),
-    side_effect_note="quantised DCT coefficients remove fine structure and noise; their overshoot clips flat dark and bright blocks at the range ends",
+    side_effects=("smoothing", "zeroed"),
+    side_effect_note="quantised DCT coefficients remove fine structure and noise; their overshoot clips flat dark blocks at zero",
 )
 def jpeg(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
     """Lossy JPEG compression (baseline DCT, 4:2:0 chroma for colour) at quality ``100 - strength``.
@@ -439,7 +438,7 @@ def _block_labels(n: int, block: float) -> np.ndarray:
     "pixelate", modalities=ALL, strength_range=(0.0, 63.0),
     description="pixel blocks of size 1 + strength (block mean), i.e. area down- and nearest up-sampling",
     ceiling=15.0, ceiling_note=_PIXELATE_NOTE,
-    side_effects=("smoothing", "affine"), side_effect_note="block means remove fine structure and noise; at the floor the image tends to its mean",
+    side_effects=("smoothing",), side_effect_note="block means remove fine structure and noise",
 )
 def pixelate(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
     """Resolution loss: every block of ``1 + strength`` pixels (real-valued) replaced by its mean.

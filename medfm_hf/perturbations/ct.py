@@ -272,9 +272,8 @@ def metal_trace(discs: list[tuple[float, float, float]], theta: np.ndarray, n_de
     "molybdenum, the densest orthopaedic alloy, is 40x water there (316L steel 36x, Ti-6Al-4V 12x; from "
     "tabulated attenuation coefficients, Elam et al. 2002); the drawn inserts (3.6-9 mm radius) are orthopaedic "
     "sized -- denser dental amalgam or gold (150-300x) comes in smaller pieces",
-    side_effects=("saturated", "zeroed"),
-    side_effect_note="the metal insert itself (thousands of HU) saturates the window"
-    "; dark streaks and bands fall below the window's floor",
+    side_effects=("zeroed",),
+    side_effect_note="dark streaks and bands between and around the inserts fall below the window's floor",
     description="metal implant: metal trace with polychromatic hardening and photon starvation, FBP in HU",
 )
 def ct_metal(
@@ -498,7 +497,6 @@ def full_rotation_errors(err: np.ndarray) -> np.ndarray:
     "channels off by at most 50 %: a detector far "
     "out of calibration, still read out (beyond it the scanner's QA flags the channel and interpolates it)",
     description="ring artifact: per-detector gain errors, constant over views, reconstructed by FBP",
-    side_effects=("saturated",), side_effect_note="a bright ring can exceed the window's top",
 )
 def ct_ring(
     image: np.ndarray, strength: float, rng: np.random.Generator, fov: np.ndarray | None = None,

@@ -45,7 +45,7 @@ def _smooth_field(rng: np.random.Generator, shape: tuple[int, int], sigma: float
     modalities=("fundus",),
     strength_range=(0.0, 6.0),
     description="media opacity (cataract): forward-scatter blur, veiling straylight and lens yellowing",
-    ceiling=2.0, ceiling_note="opacity beta <= 0.86 (14 % of the retina's contrast left): denser cataracts are not photographed", side_effects=("smoothing",), side_effect_note="forward scatter blurs the retina's detail (the noise level is kept)",
+    ceiling=2.0, ceiling_note="opacity beta <= 0.86 (14 % of the retina's contrast left): denser cataracts are not photographed",
 )
 def fundus_haze(
     image: np.ndarray, strength: float, rng: np.random.Generator, occlusion: list | None = None

@@ -136,9 +136,8 @@ def exposure_display(x: np.ndarray, log2_dose: float, z: np.ndarray, photons: fl
     ceiling=4.0,
     ceiling_note="exposure error <= 4 stops (16x): a failed automatic exposure control or a wrong manual "
     "technique; larger errors are caught at acquisition (exposure index out of range)",
-    side_effects=("smoothing", "zeroed", "saturated"),
-    side_effect_note="over-exposure burns thin regions out to black (their detail and noise with them); "
-    "the quantum noise of an under-exposure is clipped at the range ends",
+    side_effects=("zeroed",),
+    side_effect_note="over-exposure burns thin regions out to black",
     description="under/over-exposure: dose change with quantum noise in the log domain, detector saturation",
 )
 def xray_exposure(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
