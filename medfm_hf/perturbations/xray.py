@@ -225,8 +225,9 @@ def xray_grid(image: np.ndarray, strength: float, rng: np.random.Generator) -> n
 
     Severity: the strips cover only the duty fraction of the field and, in the log image, raise dense
     (already bright) regions toward white where they barely show; SSIM levels off once the strips are
-    opaque (s ~ 4), at 0.6-0.75 on bright radiographs, so level 5 is out of reach on some of them
-    (measured rates in ``docs/physics_ct_mri_xray_oct.md``).
+    opaque (s ~ 4). Measured over the exposed field, all five levels are reached on the six demo
+    radiographs (``docs/physics_audit.md``); a bright radiograph with a narrow exposed field may still
+    miss level 5, reported as ``saturated``.
     """
     frequency = float(rng.uniform(0.2, 0.8))
     duty = float(rng.uniform(0.15, 0.35))
