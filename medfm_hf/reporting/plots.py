@@ -150,8 +150,8 @@ def most_damaging(by_pert: pd.DataFrame, folder: str, name: str, colours: dict, 
         for k, m in enumerate(models):
             tm = t[t["model"] == m].set_index("perturbation").reindex(order)
             y = np.arange(len(order)) - (k - (len(models) - 1) / 2) * h
-            err = np.vstack([tm["_v"] - tm["_lo"], tm["_hi"] - tm["_v"]])
-            ax.barh(y, tm["_v"], height=h, color=colours[m], label=m, xerr=np.nan_to_num(err), capsize=2,
+            err = np.clip(np.nan_to_num(np.vstack([tm["_v"] - tm["_lo"], tm["_hi"] - tm["_v"]])), 0, None)
+            ax.barh(y, tm["_v"], height=h, color=colours[m], label=m, xerr=err, capsize=2,
                     error_kw={"lw": 0.8})
         ax.set_yticks(range(len(order)), order)
         ax.set_xlabel("relative drop (95 % CI)" if value == "rel_drop" else value)
@@ -160,6 +160,17 @@ def most_damaging(by_pert: pd.DataFrame, folder: str, name: str, colours: dict, 
         ax.legend(loc="lower right")
         fig.tight_layout()
         return _save(fig, folder, name)
+
+
+def _bar(ci) -> list[list[float]]:
+    """Error-bar half-lengths ``[[below], [above]]`` of a confidence interval around its estimate.
+
+    A percentile bootstrap CI of a ratio (the relative drop) need not contain the point estimate (few
+    images, a skewed ratio); the bar then stops at the estimate on that side (length 0) instead of being
+    negative, and a NaN bound draws no bar.
+    """
+    below, above = ci.value - ci.lo, ci.hi - ci.value
+    return [[max(0.0, below) if math.isfinite(below) else 0.0], [max(0.0, above) if math.isfinite(above) else 0.0]]
 
 
 def clean_vs_drop(overview: pd.DataFrame, by_mod: pd.DataFrame, folder: str, name: str, colours: dict) -> str | None:
@@ -178,8 +189,7 @@ def clean_vs_drop(overview: pd.DataFrame, by_mod: pd.DataFrame, folder: str, nam
                                 xytext=(2, 2), textcoords="offset points", color="0.35")
         for _, r in overview.iterrows():
             c, d = r["clean"], r["rel_drop"]
-            ax.errorbar(c.value, d.value, xerr=[[c.value - c.lo], [c.hi - c.value]],
-                        yerr=[[d.value - d.lo], [d.hi - d.value]], fmt="o", ms=7, color=colours[r["model"]],
+            ax.errorbar(c.value, d.value, xerr=_bar(c), yerr=_bar(d), fmt="o", ms=7, color=colours[r["model"]],
                         capsize=3, label=r["model"])
         ax.axhline(0, color="0.5", lw=0.8)
         ax.set_xlabel(f"clean {overview['metric'].iloc[0]}")

@@ -193,3 +193,20 @@ def test_demo_report(tmp_path):
     assert os.path.exists(out / "report" / "report.html")
     assert json.load(open(out / "report_selection.json"))["images"] == sel.images
 
+
+
+def test_clean_vs_drop_draws_an_estimate_outside_its_bootstrap_interval(tmp_path):
+    """A percentile CI of a ratio can miss its own point estimate (few images): the bar stops at the estimate."""
+    import pandas as pd
+
+    from medfm_hf.reporting.plots import clean_vs_drop
+    from medfm_hf.reporting.stats import Estimate
+
+    overview = pd.DataFrame([
+        {"model": "a", "metric": "iou", "clean": Estimate(0.95, 0.93, 0.97, 2),
+         "rel_drop": Estimate(0.47, 0.49, 0.52, 2)},  # estimate below its interval
+        {"model": "b", "metric": "iou", "clean": Estimate(0.80, float("nan"), float("nan"), 1),
+         "rel_drop": Estimate(0.10, 0.02, 0.08, 1)},  # estimate above its interval, no clean CI
+    ])
+    path = clean_vs_drop(overview, pd.DataFrame(), str(tmp_path), "cvd", {"a": "C0", "b": "C1"})
+    assert path and (tmp_path / os.path.basename(path)).stat().st_size > 1000
