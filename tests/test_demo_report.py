@@ -19,7 +19,7 @@ def _rows(model_iou: dict, kind: str, name: str, level: int, drop: float, **extr
     for image_id, (modality, clean) in model_iou.items():
         rows.append({"image_id": image_id, "modality": modality, "kind": kind, "name": name, "level": level,
                      "iou": clean - drop, "clean_iou": clean, "iou_drop": drop, "epsilon": extra.get("epsilon"),
-                     "steps": extra.get("steps")})
+                     "steps": extra.get("steps"), "in_band": extra.get("in_band", True)})
     return rows
 
 
@@ -27,7 +27,7 @@ def _runs() -> dict:
     imgs = {"demo/ct_00": ("ct", 0.9), "demo/fundus_00": ("fundus", 0.7)}
     gc_imgs = {"demo/ct_00": ("ct", 0.1), "demo/fundus_00": ("fundus", 0.5)}
     lite = (_rows(imgs, "clean", "clean", 0, 0.0) + _rows(imgs, "perturbation", "blur", 1, 0.02)
-            + _rows(imgs, "perturbation", "blur", 5, 0.2) + _rows(imgs, "perturbation", "noise", 1, 0.01)
+            + _rows(imgs, "perturbation", "blur", 5, 0.2, in_band=False) + _rows(imgs, "perturbation", "noise", 1, 0.01)
             + _rows(imgs, "perturbation", "noise", 5, 0.05))
     gc = (_rows(gc_imgs, "clean", "clean", 0, 0.0) + _rows(gc_imgs, "perturbation", "blur", 1, 0.0)
           + _rows(gc_imgs, "perturbation", "blur", 5, 0.1))
@@ -59,6 +59,7 @@ def test_tables_aggregate_per_modality_perturbation_and_attack():
     h = tabs["headline"]
     assert h["pgd_max_drop"] == pytest.approx(0.8) and h["fgsm_max_drop"] == pytest.approx(0.1)
     assert h["worst_perturbation"] == "blur"
+    assert (h["rows_in_band"], h["rows_perturbed"]) == (6, 8)  # blur L5 stopped at its ceiling on both images
 
 
 def _with_folders(runs: dict, root) -> dict:
@@ -89,6 +90,7 @@ def test_report_headlines_litemedsam(tmp_path):
     assert (out / "report" / "report.html").stat().st_size > 1000  # written by the report command
     assert "](report/figures/" in text  # its figures are embedded in REPORT.md
     assert "small SAM" not in text and "small_sam" not in text
+    assert "6 of the 8 perturbed rows reached their band" in text
 
 
 def test_selection_default_full_and_overrides():
