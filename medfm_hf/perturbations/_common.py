@@ -47,3 +47,13 @@ def shot_noise(clean: np.ndarray, out: np.ndarray, gain: np.ndarray, z: np.ndarr
     g = np.clip(gain, 0.0, 1.0)
     k = e_clean / m
     return out + np.sqrt(k * np.clip(clean, 0.0, None) * (g - g * g) / e_z) * z
+
+
+def disc_geometry(field: np.ndarray) -> tuple[float, float, float]:
+    """Centre (row, column) and equivalent radius in pixels of a (soft) circular field of view: an endoscope's
+    or fundus camera's aperture (the whole frame when less than 16 pixels are inside)."""
+    m = field > 0.5
+    if m.sum() < 16:
+        m = np.ones_like(m)
+    rows, cols = np.nonzero(m)
+    return float(rows.mean()), float(cols.mean()), float(np.sqrt(m.sum() / np.pi))

@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+from medfm_hf.perturbations._common import disc_geometry
 from medfm_hf.perturbations.registry import from_float, register_perturbation, to_float
 
 GAMMA = 2.2
@@ -332,15 +333,6 @@ def sensor_response(s: np.ndarray) -> np.ndarray:
     return np.where(s <= k, s, k + (1.0 - k) * np.tanh((np.maximum(s, k) - k) / (1.0 - k)))
 
 
-def _fov_geometry(fov: np.ndarray) -> tuple[float, float, float]:
-    """Centre (row, column) and equivalent radius in pixels of a soft field-of-view map."""
-    m = fov > 0.5
-    if m.sum() < 16:
-        m = np.ones_like(m)
-    rows, cols = np.nonzero(m)
-    return float(rows.mean()), float(cols.mean()), float(np.sqrt(m.sum() / np.pi))
-
-
 @register_perturbation(
     "endo_overexposure",
     modalities=("endoscopy",),
@@ -420,7 +412,7 @@ def endo_overexposure(image: np.ndarray, strength: float, rng: np.random.Generat
     h, w = x.shape[:2]
     side = min(h, w)
     fov = field_of_view(x)
-    oy, ox, big_r = _fov_geometry(fov)
+    oy, ox, big_r = disc_geometry(fov)
     phi = rng.uniform(0.0, 2.0 * np.pi)
     off = rng.uniform(0.35, 0.75) * big_r
     focal = big_r / np.deg2rad(rng.uniform(60.0, 85.0))  # f-theta optics of a 120-170 degree scope

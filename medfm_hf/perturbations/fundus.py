@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from medfm_hf.perturbations._common import keep_quantum_noise, shot_noise
+from medfm_hf.perturbations._common import disc_geometry, keep_quantum_noise, shot_noise
 from medfm_hf.perturbations.registry import from_float, register_perturbation, to_float
 
 
@@ -122,15 +122,6 @@ def fundus_haze(
     return from_float(out.reshape(image.shape), image.dtype)
 
 
-def _disc_geometry(field: np.ndarray) -> tuple[float, float, float]:
-    """Centre (row, column) and equivalent radius in pixels of the camera's field (a soft map)."""
-    m = field > 0.5
-    if m.sum() < 16:
-        m = np.ones_like(m)
-    rows, cols = np.nonzero(m)
-    return float(rows.mean()), float(cols.mean()), float(np.sqrt(m.sum() / np.pi))
-
-
 @register_perturbation(
     "fundus_illumination",
     modalities=("fundus",),
@@ -203,7 +194,7 @@ def fundus_illumination(image: np.ndarray, strength: float, rng: np.random.Gener
     phi = _smooth_field(rng, (h, w), 0.2 * side)
     z = rng.standard_normal((h, w))
     field = fundus_field(x)
-    oy, ox, big_r = _disc_geometry(field)
+    oy, ox, big_r = disc_geometry(field)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
     uy, ux = np.sin(theta), np.cos(theta)
     lit_r = np.hypot(yy - oy + delta * big_r * uy, xx - ox + delta * big_r * ux)
