@@ -78,20 +78,25 @@ def print_summary(summary: pd.DataFrame) -> None:
     print(summary_text(summary))
 
 
-def write_results_card(out: str, model: str, dataset: str, summary: pd.DataFrame) -> str:
-    """The ``README.md`` of a results folder: a dataset card (``load_dataset(out)`` gives the per-sample rows)
-    with the run's summary table."""
-    card = f"""---
+def card_front_matter(results_file: str, *tags: str) -> str:
+    """The YAML front matter of a results folder's ``README.md``: one ``results`` config over ``results_file``
+    (so ``load_dataset(folder)`` gives the per-sample rows) and the ``medfm-robust`` tags."""
+    tag_lines = "".join(f"- {t}\n" for t in ("medfm-robust", "robustness", *tags))
+    return f"""---
 configs:
 - config_name: results
   data_files:
   - split: test
-    path: {model}_results.parquet
+    path: {results_file}
 tags:
-- medfm-robust
-- robustness
----
+{tag_lines}---
+"""
 
+
+def write_results_card(out: str, model: str, dataset: str, summary: pd.DataFrame) -> str:
+    """The ``README.md`` of a results folder: a dataset card (``load_dataset(out)`` gives the per-sample rows)
+    with the run's summary table."""
+    card = card_front_matter(f"{model}_results.parquet") + f"""
 # Robustness results: {model}
 
 Per-sample IoU and Dice of `{model}` on `{dataset}` (clean, perturbed, attacked), each row joined

@@ -316,6 +316,7 @@ def _template(spec, model) -> str:
 def _write_card(plan: EvalPlan, spec, summ: pd.DataFrame, run: dict) -> None:
     from medfm_hf.dataset_io import format_table
     from medfm_hf.io import atomic_write_text
+    from medfm_hf.reporting.runs import card_front_matter
 
     base = f"{plan.model}_{plan.task}"
     s = summ.copy()
@@ -324,18 +325,7 @@ def _write_card(plan: EvalPlan, spec, summ: pd.DataFrame, run: dict) -> None:
             s[c] = s[c].map(lambda v: f"{v:.4f}")
     label = " (tiny random model: a pipeline check, the numbers mean nothing)" if not run["model"]["pretrained"] \
         else ""
-    card = f"""---
-configs:
-- config_name: results
-  data_files:
-  - split: test
-    path: {base}_results.parquet
-tags:
-- medfm-robust
-- robustness
-- {plan.task}
----
-
+    card = card_front_matter(f"{base}_results.parquet", plan.task) + f"""
 # VLM robustness results: {plan.model}, {plan.task}{label}
 
 {spec.description}. Headline: **{spec.headline}**. Per-sample rows (prompt, raw output, parsed answer,
