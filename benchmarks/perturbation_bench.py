@@ -215,17 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.ERROR)  # unreachable bands are counted here, not logged
     names = select_perturbations(args.perturbations)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
-    records = load_demo(split="test")
-    if args.per_modality:
-        count: dict[str, int] = defaultdict(int)
-        kept = []
-        for r in records:
-            count[r.modality] += 1
-            if count[r.modality] <= args.per_modality:
-                kept.append(r)
-        records = kept
+    records = load_demo(split="test", per_modality=args.per_modality or None)
     naive_ids: set[str] = set()
-    count = defaultdict(int)
+    count: dict[str, int] = defaultdict(int)
     for r in records:
         count[r.modality] += 1
         if count[r.modality] <= args.naive_per_modality:

@@ -35,6 +35,7 @@ import numpy as np
 from tqdm import tqdm
 
 from medfm_hf.calibration import BANDS, calibrate
+from medfm_hf.io import atomic_write_text
 from medfm_hf.perturbations import get_perturbation, list_perturbations
 from medfm_hf.perturbations.audit import LIMITS, side_effects, violations
 from medfm_hf.perturbations.ct import ct_window
@@ -231,22 +232,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     names = list_perturbations() if args.perturbations == "all" else [n.strip() for n in args.perturbations.split(",")]
-    records = load_demo(split="test")
-    if args.per_modality:
-        count: Counter = Counter()
-        kept = []
-        for r in records:
-            count[r.modality] += 1
-            if count[r.modality] <= args.per_modality:
-                kept.append(r)
-        records = kept
+    records = load_demo(split="test", per_modality=args.per_modality or None)
     rows, seconds = audit(names, records, args.seed)
     text = render(rows, names, seconds, argv, len(records))
-    tmp = f"{args.out}.tmp-{os.getpid()}"
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, args.out)
+    atomic_write_text(args.out, text)
     print(text.split("## Per perturbation")[0])
     return 0
 

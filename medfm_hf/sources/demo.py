@@ -593,12 +593,16 @@ def _build_all() -> tuple[Record, ...]:
     return tuple(records)
 
 
-def load_demo(split: str | None = None, modalities: list[str] | tuple[str, ...] | None = None) -> list[Record]:
-    """The demo records (fresh copies), optionally restricted to one split and some modalities.
+def load_demo(split: str | None = None, modalities: list[str] | tuple[str, ...] | None = None,
+              per_modality: int | None = None) -> list[Record]:
+    """The demo records (fresh copies), optionally restricted to one split, some modalities and the first
+    ``per_modality`` records of each modality.
 
     >>> recs = load_demo(split="test", modalities=["ct"])
     >>> len(recs), recs[0].modality, recs[0].image.shape
     (6, 'ct', (256, 256))
+    >>> len(load_demo(split="test", per_modality=2))
+    20
     """
     if split is not None and split not in SPLIT_COUNTS:
         raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLIT_COUNTS)}")
@@ -606,9 +610,15 @@ def load_demo(split: str | None = None, modalities: list[str] | tuple[str, ...] 
         bad = [m for m in modalities if m not in MODALITIES]
         if bad:
             raise ValueError(f"unknown modalities {bad}; expected some of {', '.join(MODALITIES)}")
+    if per_modality is not None and per_modality < 1:
+        raise ValueError(f"per_modality must be >= 1, got {per_modality}")
     out = []
+    taken: dict[str, int] = {}
     for rec in _build_all():
         if (split is None or rec.split == split) and (modalities is None or rec.modality in modalities):
+            if per_modality is not None and taken.get(rec.modality, 0) >= per_modality:
+                continue
+            taken[rec.modality] = taken.get(rec.modality, 0) + 1
             out.append(copy.deepcopy(rec))
     return out
 
