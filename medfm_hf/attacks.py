@@ -112,7 +112,7 @@ def _check(model: Segmenter, images: torch.Tensor, boxes, masks) -> tuple[torch.
             "gradient attacks do not apply to it"
         )
     check_batch(images, boxes, "attack")
-    if images.min() < 0 or images.max() > 1:
+    if not (images.min() >= 0 and images.max() <= 1):  # NaN fails both
         raise AttackError("attack: images must lie in [0, 1] (the attack budget is defined in that space)")
     masks_t = torch.as_tensor(masks, device=images.device).float()
     if masks_t.shape != (images.shape[0], *images.shape[-2:]):

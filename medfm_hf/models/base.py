@@ -95,7 +95,11 @@ def to_model_input(
 def check_batch(images: torch.Tensor, boxes: torch.Tensor | np.ndarray | Sequence, name: str) -> tuple[
     torch.Tensor, torch.Tensor
 ]:
-    """Validate ``(images, boxes)`` and return them as float tensors on the images' device (RGB images)."""
+    """Validate ``(images, boxes)`` and return them as float tensors on the images' device (RGB images).
+
+    Shapes and boxes only (every forward pass runs it, in training and attack loops too); the pixel values
+    are checked once at the entry points (:meth:`Segmenter.predict`, the attacks).
+    """
     if not isinstance(images, torch.Tensor):
         raise SegmenterInputError(
             f"{name}: images must be a float tensor (B, C, H, W) in [0, 1], got {type(images).__name__}; "
@@ -109,8 +113,6 @@ def check_batch(images: torch.Tensor, boxes: torch.Tensor | np.ndarray | Sequenc
         )
     if images.shape[0] < 1 or min(images.shape[-2:]) < 1:
         raise SegmenterInputError(f"{name}: empty image batch {tuple(images.shape)}")
-    if not torch.isfinite(images).all():
-        raise SegmenterInputError(f"{name}: images contain NaN or infinite values; check the conversion")
     boxes_t = torch.as_tensor(boxes, dtype=torch.float32, device=images.device)
     if boxes_t.ndim == 1:
         boxes_t = boxes_t[None]
@@ -119,13 +121,12 @@ def check_batch(images: torch.Tensor, boxes: torch.Tensor | np.ndarray | Sequenc
             f"{name}: boxes must have shape (B, 4) = ({images.shape[0]}, 4) [x0, y0, x1, y1], "
             f"got {tuple(boxes_t.shape)}"
         )
-    if not torch.isfinite(boxes_t).all() or (boxes_t[:, 2] <= boxes_t[:, 0]).any() or (
-        boxes_t[:, 3] <= boxes_t[:, 1]
-    ).any():
-        raise SegmenterInputError(f"{name}: every box needs finite x0 < x1 and y0 < y1, got {boxes_t.tolist()}")
     h, w = images.shape[-2:]
+    malformed = ~torch.isfinite(boxes_t).all(1) | (boxes_t[:, 2] <= boxes_t[:, 0]) | (boxes_t[:, 3] <= boxes_t[:, 1])
     outside = (boxes_t[:, 2] <= 0) | (boxes_t[:, 3] <= 0) | (boxes_t[:, 0] >= w) | (boxes_t[:, 1] >= h)
-    if outside.any():
+    if (malformed | outside).any():  # one device sync per batch for both checks
+        if malformed.any():
+            raise SegmenterInputError(f"{name}: every box needs finite x0 < x1 and y0 < y1, got {boxes_t.tolist()}")
         raise SegmenterInputError(
             f"{name}: box(es) {boxes_t[outside].tolist()} lie entirely outside the {h}x{w} image; boxes are "
             "[x0, y0, x1, y1] in the pixels of the image passed"
@@ -155,6 +156,8 @@ class Segmenter(nn.Module):
     @torch.no_grad()
     def predict(self, images: torch.Tensor, boxes: torch.Tensor | np.ndarray | Sequence) -> torch.Tensor:
         """Foreground probabilities ``(B, H, W)`` for images ``(B, C, H, W)`` in ``[0, 1]`` and boxes ``(B, 4)``."""
+        if isinstance(images, torch.Tensor) and images.is_floating_point() and not torch.isfinite(images).all():
+            raise SegmenterInputError(f"{self.name}: images contain NaN or infinite values; check the conversion")
         return self(images, boxes)
 
     def trainable_groups(self) -> dict[str, list[nn.Parameter]]:  # pragma: no cover

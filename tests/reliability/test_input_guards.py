@@ -51,6 +51,10 @@ def test_attack_budget_is_in_image_units(model):
         with pytest.raises(AttackError, match=r"\[0, 1\]"):
             pgd(model, x, box, mask, eps, 3, generator=torch.Generator().manual_seed(0))
     assert fgsm(model, x, box, mask, 8 / 255).shape == x.shape
+    bad = x.clone()
+    bad[0, 0, 0, 0] = float("nan")
+    with pytest.raises(AttackError, match=r"\[0, 1\]"):
+        fgsm(model, bad, box, mask, 8 / 255)
 
 
 def test_segmenter_refuses_boxes_outside_the_image_and_nan_or_empty_images(model):
