@@ -73,6 +73,7 @@ def write_image(path: str | Path, image: np.ndarray) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from medfm_hf.calibration import BANDS, calibrate
+    from medfm_hf.perturbations import get_perturbation
 
     check_output(args.out, args.image, np.uint8)  # extension and "not the input", before reading
     image = read_image(args.image)
@@ -85,7 +86,9 @@ def run(args: argparse.Namespace) -> int:
     (result,) = calibrate(image, args.name, image_id=Path(args.image).name, seed=args.seed, levels=(args.level,))
     write_image(args.out, result.image)
     lo, hi = BANDS[args.level]
-    status = "in band" if result.in_band else "NOT in band (closest reachable)"
+    status = "in band" if result.in_band else (
+        f"NOT in band: {result.reason}; the closest strength within the physical ceiling "
+        f"{get_perturbation(args.name).max_strength:g} is used")
     print(f"{args.name} level {args.level}: strength {result.strength:.6g}, SSIM {result.ssim:.4f} "
           f"(band {lo:.2f}-{hi:.2f}, {status}), {result.evaluations} SSIM evaluations")
     print(f"saved {args.out}")

@@ -146,3 +146,14 @@ def test_applies_to_respects_channel_restrictions():
     assert not only_grey.applies_to("mri", grey)
     sat = get_perturbation("saturation")
     assert sat.applies_to("fundus", rgb) and not sat.applies_to("fundus", grey)
+
+
+def test_perturb_command_says_why_a_level_is_out_of_band(tmp_path, capsys):
+    """A smooth image cannot reach JPEG level 5 at quality >= 10: the output says it stopped at the ceiling."""
+    yy, xx = np.mgrid[0:64, 0:64]
+    img = np.clip(100 + 0.3 * xx + 0.2 * yy, 0, 255).astype(np.uint8)
+    src = tmp_path / "smooth.png"
+    cv2.imwrite(str(src), img)
+    assert main(["perturb", str(src), "--name", "jpeg", "--level", "5", "--out", str(tmp_path / "o.png")]) == 0
+    text = capsys.readouterr().out
+    assert "NOT in band: ceiling" in text and "physical ceiling 90" in text
